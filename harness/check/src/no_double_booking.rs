@@ -1,0 +1,178 @@
+//! No double booking: no slot holds two live appointments, judged from the client history
+//! (two acknowledged bookings of one slot) and from the database rows.
+
+use std::collections::BTreeMap;
+
+use chaos_model::{CheckResult, Evidence, History, OpKind, Outcome, Slot, Verdict};
+
+pub const NAME: &str = "no_double_booking";
+
+pub fn check_no_double_booking(history: &History, evidence: &Evidence) -> CheckResult {
+    let ops = history.ops();
+    let books: Vec<_> = ops.iter().filter(|o| o.f == OpKind::Book).collect();
+    let acked: Vec<_> = books.iter().filter(|o| o.outcome == Outcome::Ok).collect();
+    let unknown = books.iter().filter(|o| o.outcome == Outcome::Info).count();
+
+    // From the history: an `ok` is proof that the system promised the slot to that client.
+    // `info` bookings may have happened too, but prove nothing, so they never convict.
+    let mut by_slot: BTreeMap<Slot, BTreeMap<&str, u64>> = BTreeMap::new();
+    for o in &acked {
+        let (Some(slot), Some(appt)) = (o.slot, o.appointment.as_deref()) else {
+            continue;
+        };
+        by_slot.entry(slot).or_default().entry(appt).or_insert(o.id);
+    }
+    let mut ops_proof = Vec::new();
+    let mut slots_in_history = 0;
+    for owners in by_slot.values().filter(|m| m.len() > 1) {
+        slots_in_history += 1;
+        ops_proof.extend(owners.values().copied());
+    }
+    ops_proof.sort_unstable();
+
+    // From the database: live rows per slot.
+    let mut rows_proof = Vec::new();
+    let mut slots_in_db = 0;
+    if let Some(rows) = &evidence.appointments {
+        let mut live: BTreeMap<Slot, Vec<&str>> = BTreeMap::new();
+        for r in rows.iter().filter(|r| r.status == "booked") {
+            live.entry(r.slot).or_default().push(&r.id);
+        }
+        for (slot, ids) in live.iter().filter(|(_, ids)| ids.len() > 1) {
+            slots_in_db += 1;
+            rows_proof.extend(ids.iter().map(|id| format!("appointment {id} ({slot})")));
+        }
+    }
+
+    let (verdict, detail) = if !ops_proof.is_empty() || !rows_proof.is_empty() {
+        let detail = format!(
+            "{slots_in_history} slot(s) acknowledged to more than one client; {slots_in_db} slot(s) with more than one live row in the database"
+        );
+        (
+            Verdict::Invalid {
+                ops: ops_proof,
+                rows: rows_proof,
+            },
+            detail,
+        )
+    } else if evidence.appointments.is_none() {
+        let reason = "the history shows no double booking, but the database rows could not be read"
+            .to_string();
+        Verdict::unknown(reason)
+    } else if acked.is_empty() {
+        let reason = format!(
+            "no booking was acknowledged ({} attempted, {unknown} unknown): nothing exercised the invariant",
+            books.len()
+        );
+        Verdict::unknown(reason)
+    } else {
+        let rows = evidence.appointments.as_ref().map_or(0, Vec::len);
+        let detail = format!(
+            "{} bookings acknowledged, {unknown} unknown, {rows} rows: every slot has at most one live appointment",
+            acked.len()
+        );
+        (Verdict::Valid, detail)
+    };
+    CheckResult::new(NAME, (verdict, detail))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::*;
+    use chaos_model::AppointmentRow;
+
+    fn rows(v: &[(&str, Slot, &str)]) -> Evidence {
+        Evidence {
+            appointments: Some(
+                v.iter()
+                    .map(|(id, slot, status)| AppointmentRow {
+                        id: id.to_string(),
+                        patient: 1,
+                        slot: *slot,
+                        status: status.to_string(),
+                    })
+                    .collect(),
+            ),
+            ..Evidence::default()
+        }
+    }
+
+    const A: Slot = Slot {
+        provider: 1,
+        start: 3600,
+    };
+    const B: Slot = Slot {
+        provider: 2,
+        start: 3600,
+    };
+
+    #[test]
+    fn two_acknowledged_bookings_of_one_slot_are_invalid_with_both_ops() {
+        let h = history(vec![
+            book(1, A),
+            book(2, A),
+            book(3, B),
+            booked(1, "x"),
+            booked(2, "y"),
+            booked(3, "z"),
+        ]);
+        let r = check_no_double_booking(&h, &rows(&[("x", A, "booked"), ("z", B, "booked")]));
+        assert_eq!(
+            r.verdict,
+            Verdict::Invalid {
+                ops: vec![1, 2],
+                rows: vec![]
+            },
+            "{}",
+            r.detail
+        );
+    }
+
+    #[test]
+    fn info_bookings_never_convict() {
+        let h = history(vec![book(1, A), book(2, A), booked(1, "x"), timed_out(2)]);
+        let r = check_no_double_booking(&h, &rows(&[("x", A, "booked")]));
+        assert_eq!(r.verdict, Verdict::Valid, "{}", r.detail);
+    }
+
+    #[test]
+    fn a_retried_ack_of_the_same_appointment_is_not_a_double_booking() {
+        let h = history(vec![book(1, A), book(2, A), booked(1, "x"), booked(2, "x")]);
+        let r = check_no_double_booking(&h, &rows(&[("x", A, "booked")]));
+        assert_eq!(r.verdict, Verdict::Valid);
+    }
+
+    #[test]
+    fn duplicate_live_rows_are_invalid_even_when_the_history_is_clean() {
+        // The second insert's response was lost (info), but the row is there.
+        let h = history(vec![book(1, A), book(2, A), booked(1, "x"), timed_out(2)]);
+        let r = check_no_double_booking(&h, &rows(&[("x", A, "booked"), ("y", A, "booked")]));
+        match r.verdict {
+            Verdict::Invalid { ops, rows } => {
+                assert!(ops.is_empty());
+                assert_eq!(rows.len(), 2);
+                assert!(rows[0].contains("appointment x"));
+            }
+            v => panic!("expected invalid, got {v:?}"),
+        }
+    }
+
+    #[test]
+    fn cancelled_rows_do_not_count() {
+        let h = history(vec![book(1, A), booked(1, "y")]);
+        let r = check_no_double_booking(&h, &rows(&[("x", A, "cancelled"), ("y", A, "booked")]));
+        assert_eq!(r.verdict, Verdict::Valid);
+    }
+
+    #[test]
+    fn without_rows_or_acknowledgements_the_verdict_is_unknown() {
+        let h = history(vec![book(1, A), booked(1, "x")]);
+        let r = check_no_double_booking(&h, &Evidence::default());
+        assert!(matches!(r.verdict, Verdict::Unknown { .. }), "{r:?}");
+
+        let h = history(vec![book(1, A), failed(1, 409)]);
+        let r = check_no_double_booking(&h, &rows(&[]));
+        assert!(matches!(r.verdict, Verdict::Unknown { .. }), "{r:?}");
+    }
+}

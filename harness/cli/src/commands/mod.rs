@@ -1,0 +1,165 @@
+//! The commands, one per file, and what they share: loading scenarios and running one.
+
+mod down;
+mod proxy;
+mod run;
+mod suite;
+mod up;
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use chaos_engine::EngineError;
+use chaos_engine::runner::{self, RunReport, RunSpec};
+use chaos_model::{CheckResult, Profile, Scenario};
+
+use crate::args::{Cli, Command};
+use crate::exit;
+use crate::report::{self, RunFacts};
+
+pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Validate { files } => Ok(validate::run(&files)),
+        Command::Run {
+            file,
+            profile,
+            seed,
+            out,
+            keep_env,
+        } => run::run(&file, profile.as_deref(), seed, out, keep_env),
+        Command::Suite { file, seed, out } => suite::run(&file, seed, out),
+        Command::Proxy { api, seed } => proxy::run(&api, seed),
+        Command::Up {
+            file,
+            profile,
+            json,
+            seed,
+        } => up::run(&file, profile.as_deref(), json, seed),
+        Command::Down { run } => down::run(run.as_deref()),
+    }
+}
+
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Read and validate a scenario; the error is the one line a user needs.
+pub fn load_scenario(path: &Path, profile: Option<Profile>) -> Result<(Scenario, String), String> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{file}: cannot read: {e}"))?;
+    let mut scenario = Scenario::parse(&file, &text).map_err(|e| e.to_string())?;
+    if let Some(p) = profile {
+        scenario.profile = p;
+    }
+    Ok((scenario, text))
+}
+
+/// A seed from the clock when none was given; printed so the run can be repeated.
+pub fn seed_or_fresh(seed: Option<u64>) -> u64 {
+    seed.unwrap_or_else(|| {
+        let d = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        (d.as_nanos() as u64 ^ u64::from(std::process::id()).rotate_left(32)) % 1_000_000_000
+    })
+}
+
+pub fn utc_now_stamp() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    chaos_model::calendar::utc_stamp(secs)
+}
+
+/// How one run ended, for a single run or a row of a suite.
+pub struct Outcome {
+    pub code: u8,
+    pub report: Option<RunReport>,
+    pub error: Option<String>,
+    pub lines: Vec<String>,
+}
+
+pub fn reproduce_line(file: &Path, seed: u64, profile: Profile) -> String {
+    format!(
+        "chaos run {} --seed {seed} --profile {profile}",
+        file.display()
+    )
+}
+
+/// Run one scenario to its verdicts under the global timeout, writing `verdicts.json` and
+/// `summary.md` beside the engine's artefacts. Ctrl-C and SIGTERM stop it cleanly.
+pub fn run_one(rt: &tokio::runtime::Runtime, spec: RunSpec, file: &Path) -> Outcome {
+    let facts_scenario = spec.scenario.name.clone();
+    let profile = spec.profile();
+    let seed = spec.seed;
+    let reproduce = reproduce_line(file, seed, profile);
+    let timeout = spec.scenario.phases.timeout.0;
+    let label = format!("{facts_scenario}/{profile}");
+    let progress = crate::progress::printer(label);
+    let result = rt.block_on(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| (exit::ENVIRONMENT, format!("cannot watch SIGTERM: {e}")))?;
+        tokio::select! {
+            r = tokio::time::timeout(timeout, runner::run(spec, progress)) => match r {
+                Ok(Ok(report)) => Ok(report),
+                Ok(Err(e @ EngineError::Timeout(_))) => Err((exit::UNKNOWN, e.to_string())),
+                Ok(Err(e)) => Err((exit::ENVIRONMENT, e.to_string())),
+                Err(_) => Err((exit::UNKNOWN, format!("the run exceeded its global timeout of {timeout:?}; everything was stopped"))),
+            },
+            _ = tokio::signal::ctrl_c() => Err((exit::INTERRUPTED_INT, "interrupted (SIGINT); everything was stopped".to_string())),
+            _ = term.recv() => Err((exit::INTERRUPTED_TERM, "terminated (SIGTERM); everything was stopped".to_string())),
+        }
+    });
+    match result {
+        Ok(report) => {
+            let facts = RunFacts {
+                scenario: &facts_scenario,
+                profile,
+                seed,
+                reproduce: &reproduce,
+            };
+            let mut lines = Vec::new();
+            let junit = report::junit_document(&[report::junit_suite(&facts, &report)]);
+            for (name, text) in [
+                ("verdicts.json", report::verdicts_json(&facts, &report)),
+                ("summary.md", report::summary_md(&facts, &report)),
+                ("junit.xml", junit),
+            ] {
+                if let Err(e) = std::fs::write(report.bundle.join(name), text) {
+                    lines.push(format!("cannot write {name}: {e}"));
+                }
+            }
+            lines.extend(report::result_lines(&facts, &report));
+            let code = exit::of_verdict(&CheckResult::overall(&report.results));
+            Outcome {
+                code,
+                report: Some(report),
+                error: None,
+                lines,
+            }
+        }
+        Err((code, msg)) => Outcome {
+            code,
+            report: None,
+            error: Some(msg.clone()),
+            lines: vec![
+                format!("{facts_scenario} ({profile}, seed {seed}): {msg}"),
+                format!("reproduce: {reproduce}"),
+            ],
+        },
+    }
+}
+
+/// Where `chaos up` records the environments it keeps, for `chaos down`.
+pub fn up_dir() -> PathBuf {
+    std::env::temp_dir().join("chaos").join("up")
+}
+
+pub fn default_run_dir(scenario: &str, seed: u64) -> PathBuf {
+    PathBuf::from("reports/runs")
+        .join(scenario)
+        .join(format!("{}-{seed}", utc_now_stamp()))
+}

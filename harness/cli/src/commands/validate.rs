@@ -1,0 +1,26 @@
+//! `chaos validate FILE...`: parse and validate scenarios; start nothing.
+
+use std::path::PathBuf;
+
+use super::load_scenario;
+use crate::exit;
+
+pub fn run(files: &[PathBuf]) -> u8 {
+    let mut code = exit::VALID;
+    for f in files {
+        match load_scenario(f, None) {
+            Ok((s, _)) => println!(
+                "{}: ok ({}, {} fault(s), invariants: {})",
+                f.display(),
+                s.name,
+                s.faults.len(),
+                s.invariants.enabled().join(", ")
+            ),
+            Err(e) => {
+                println!("{e}");
+                code = exit::USAGE;
+            }
+        }
+    }
+    code
+}

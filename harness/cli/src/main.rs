@@ -1,0 +1,42 @@
+//! The `chaos` binary: parse arguments, run one command, map its outcome to an exit code.
+//! This is the only part of the harness that prints.
+
+mod args;
+mod commands;
+mod exit;
+mod progress;
+mod report;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = match args::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version are not errors; every other parse error is a usage error.
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::VALID
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CHAOS_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    match commands::dispatch(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("chaos: error: {e:#}");
+            ExitCode::from(exit::ENVIRONMENT)
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! Rendering a run's verdicts: `verdicts.json` for machines, `summary.md` for people (fit
+//! for a pull-request comment), and the lines printed at the end of a run.
+
+use chaos_engine::runner::RunReport;
+use chaos_model::{CheckResult, Profile, Verdict};
+use serde_json::json;
+
+/// What the renderers need to know about a run besides its report.
+pub struct RunFacts<'a> {
+    pub scenario: &'a str,
+    pub profile: Profile,
+    pub seed: u64,
+    pub reproduce: &'a str,
+}
+
+pub fn verdicts_json(f: &RunFacts<'_>, r: &RunReport) -> String {
+    let overall = CheckResult::overall(&r.results);
+    let [invoked, ok, fail, info] = r.counts;
+    let doc = json!({
+        "scenario": f.scenario,
+        "profile": f.profile,
+        "seed": f.seed,
+        "verdict": overall.name(),
+        "results": r.results,
+        "ops": { "invoked": invoked, "ok": ok, "fail": fail, "info": info },
+        "setup_s": round1(r.setup_s),
+        "workload_s": round1(r.workload_s),
+        "reproduce": f.reproduce,
+    });
+    serde_json::to_string_pretty(&doc).expect("verdicts serialise") + "\n"
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+pub fn summary_md(f: &RunFacts<'_>, r: &RunReport) -> String {
+    let overall = CheckResult::overall(&r.results);
+    let [invoked, ok, fail, info] = r.counts;
+    let mut s = format!("# {} on {}: {}\n\n", f.scenario, f.profile, overall.name());
+    s += &format!(
+        "seed {} · {invoked} ops (ok {ok}, fail {fail}, info {info}) · environment up in {:.1}s · workload {:.1}s\n\n",
+        f.seed, r.setup_s, r.workload_s
+    );
+    s += "| invariant | verdict | evidence |\n|---|---|---|\n";
+    for c in &r.results {
+        s += &format!(
+            "| {} | {} | {} |\n",
+            c.invariant,
+            verdict_cell(&c.verdict),
+            evidence(c).replace('|', "\\|")
+        );
+    }
+    s += &format!("\nreproduce: `{}`\n", f.reproduce);
+    s
+}
+
+fn verdict_cell(v: &Verdict) -> String {
+    match v {
+        Verdict::Valid => "valid".into(),
+        Verdict::Invalid { .. } => "**invalid**".into(),
+        Verdict::Unknown { .. } => "_unknown_".into(),
+    }
+}
+
+/// The detail sentence plus the proof: op ids and rows, shortened for a table cell.
+pub fn evidence(c: &CheckResult) -> String {
+    let mut e = c.detail.clone();
+    if let Verdict::Invalid { ops, rows } = &c.verdict {
+        if !ops.is_empty() {
+            e += &format!("; ops {}", list(ops.iter().map(u64::to_string), 12));
+        }
+        if !rows.is_empty() {
+            e += &format!("; rows {}", list(rows.iter().cloned(), 4));
+        }
+    }
+    e
+}
+
+fn list(items: impl ExactSizeIterator<Item = String>, max: usize) -> String {
+    let n = items.len();
+    let mut v: Vec<String> = items.take(max).collect();
+    if n > max {
+        v.push(format!("… {} more", n - max));
+    }
+    v.join(", ")
+}
+
+/// The lines printed on stdout at the end of a run; the last is the reproduce line.
+pub fn result_lines(f: &RunFacts<'_>, r: &RunReport) -> Vec<String> {
+    let overall = CheckResult::overall(&r.results);
+    let mut lines = vec![format!(
+        "{} ({}, seed {}): {}",
+        f.scenario,
+        f.profile,
+        f.seed,
+        overall.name().to_uppercase()
+    )];
+    for c in &r.results {
+        lines.push(format!(
+            "  {:<24} {:<8} {}",
+            c.invariant,
+            c.verdict.name(),
+            evidence(c)
+        ));
+    }
+    lines.push(format!("bundle: {}", r.bundle.display()));
+    lines.push(format!("reproduce: {}", f.reproduce));
+    lines
+}
+
+/// One `<testsuite>` for a run: a testcase per invariant; invalid is a `<failure>` carrying
+/// the evidence, unknown an `<error>` carrying the reason.
+pub fn junit_suite(f: &RunFacts<'_>, r: &RunReport) -> String {
+    let failures = r
+        .results
+        .iter()
+        .filter(|c| matches!(c.verdict, Verdict::Invalid { .. }))
+        .count();
+    let errors = r
+        .results
+        .iter()
+        .filter(|c| matches!(c.verdict, Verdict::Unknown { .. }))
+        .count();
+    let name = format!("{}/{}", f.scenario, f.profile);
+    let mut s = format!(
+        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{:.1}\">\n",
+        xml(&name),
+        r.results.len(),
+        r.setup_s + r.workload_s
+    );
+    s += &format!(
+        "    <properties><property name=\"seed\" value=\"{}\"/><property name=\"reproduce\" value=\"{}\"/></properties>\n",
+        f.seed,
+        xml(f.reproduce)
+    );
+    let class = format!("{}.{}", f.scenario, f.profile);
+    for c in &r.results {
+        s += &format!(
+            "    <testcase name=\"{}\" classname=\"{}\">",
+            xml(&c.invariant),
+            xml(&class)
+        );
+        match &c.verdict {
+            Verdict::Valid => s += "</testcase>\n",
+            Verdict::Invalid { .. } => {
+                s += &format!(
+                    "\n      <failure message=\"{}\">{}</failure>\n    </testcase>\n",
+                    xml(&c.detail),
+                    xml(&evidence(c))
+                );
+            }
+            Verdict::Unknown { reason } => {
+                s += &format!(
+                    "\n      <error message=\"{}\">{}</error>\n    </testcase>\n",
+                    xml(reason),
+                    xml(&c.detail)
+                );
+            }
+        }
+    }
+    s + "  </testsuite>\n"
+}
+
+/// A whole `junit.xml` document from testsuites.
+pub fn junit_document(suites: &[String]) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n{}</testsuites>\n",
+        suites.concat()
+    )
+}
+
+fn xml(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '&' => "&amp;".to_string(),
+            '<' => "&lt;".to_string(),
+            '>' => "&gt;".to_string(),
+            '"' => "&quot;".to_string(),
+            '\'' => "&apos;".to_string(),
+            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => " ".to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}

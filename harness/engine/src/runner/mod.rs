@@ -1,0 +1,10 @@
+//! The runner: puts one run through its phases, up -> steady and faults -> heal -> recover
+//! -> quiesce -> collect -> check, and writes the raw artefacts of the run bundle.
+
+mod evidence;
+mod progress;
+mod run;
+
+pub use evidence::collect_evidence;
+pub use progress::{Progress, ProgressFn};
+pub use run::{RunReport, RunSpec, run};

@@ -1,0 +1,180 @@
+//! The open-loop driver: sends each planned op at its due time whether or not earlier ops
+//! have finished, and records invoke then ok | fail | info for each.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chaos_model::{Completion, Invoke, OpKind, Outcome, Record, Slot};
+use serde_json::Value;
+use tokio::sync::{Mutex, Semaphore};
+use tokio::task::JoinSet;
+
+use super::client::{Reply, TargetClient};
+use super::plan::Planned;
+use crate::history::Recorder;
+
+/// Ops in flight at once. Past it, new ops wait; their latency still counts from their due
+/// time, so a saturated harness shows up as latency instead of hiding it.
+const MAX_IN_FLIGHT: usize = 4096;
+
+struct Shared {
+    client: TargetClient,
+    rec: Recorder,
+    next_op: AtomicU64,
+    /// One session token per process (client).
+    sessions: Vec<Mutex<Option<String>>>,
+}
+
+/// Run the plan to its end and wait for every op to complete.
+pub async fn drive(plan: Vec<Planned>, client: TargetClient, rec: Recorder, clients: u32) {
+    let shared = Arc::new(Shared {
+        client,
+        rec,
+        next_op: AtomicU64::new(1),
+        sessions: (0..clients).map(|_| Mutex::new(None)).collect(),
+    });
+    let clock = shared.rec.clock();
+    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut tasks = JoinSet::new();
+    for p in plan {
+        tokio::time::sleep_until(clock.at(p.due_us)).await;
+        let permit = Arc::clone(&permits)
+            .acquire_owned()
+            .await
+            .expect("semaphore is never closed");
+        let s = Arc::clone(&shared);
+        tasks.spawn(async move {
+            run_op(&s, &p).await;
+            drop(permit);
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn run_op(s: &Shared, p: &Planned) {
+    if p.f == OpKind::Forged {
+        let id = s.next_op.fetch_add(1, Ordering::Relaxed);
+        invoke(s, id, p, p.f, None);
+        let reply = s.client.forged(p.process, id).await;
+        finish(s, id, p.f, reply);
+        return;
+    }
+    let token = {
+        let mut session = s.sessions[p.process as usize].lock().await;
+        if session.is_none() {
+            *session = login(s, p).await;
+        }
+        session.clone()
+    };
+    let id = s.next_op.fetch_add(1, Ordering::Relaxed);
+    let slot = Some(p.slot);
+    invoke(s, id, p, p.f, slot);
+    let Some(token) = token else {
+        complete(
+            s,
+            id,
+            Outcome::Fail,
+            None,
+            None,
+            Some("no session: login failed".into()),
+        );
+        return;
+    };
+    let reply = match p.f {
+        OpKind::Book => s.client.book(p.process, &token, p.slot).await,
+        OpKind::Availability => s.client.availability(p.process, &token, p.slot).await,
+        OpKind::Login | OpKind::Forged => {
+            unreachable!("logins happen on demand; forged ops return above")
+        }
+    };
+    if matches!(reply, Reply::Answer { status: 401, .. }) {
+        // The session is gone (e.g. Redis lost it): log in again on the next op.
+        *s.sessions[p.process as usize].lock().await = None;
+    }
+    finish(s, id, p.f, reply);
+}
+
+async fn login(s: &Shared, p: &Planned) -> Option<String> {
+    let id = s.next_op.fetch_add(1, Ordering::Relaxed);
+    invoke(s, id, p, OpKind::Login, None);
+    let reply = s.client.login(p.process, p.process + 1).await;
+    let token = match &reply {
+        Reply::Answer { status: 201, body } => body["token"].as_str().map(str::to_string),
+        _ => None,
+    };
+    finish(s, id, OpKind::Login, reply);
+    token
+}
+
+fn invoke(s: &Shared, op: u64, p: &Planned, f: OpKind, slot: Option<Slot>) {
+    let time_us = s.rec.clock().now_us();
+    s.rec.record(Record::Invoke(Invoke {
+        op,
+        process: p.process,
+        f,
+        slot,
+        due_us: p.due_us,
+        time_us,
+    }));
+}
+
+/// Map a reply to an outcome. A write whose answer was lost, or that failed on the server
+/// side, may have taken effect: `info`. Reads and refused connections change nothing: `fail`.
+fn finish(s: &Shared, op: u64, f: OpKind, reply: Reply) {
+    let writes = matches!(f, OpKind::Book | OpKind::Login);
+    match reply {
+        Reply::Answer { status, body } => {
+            let outcome = match status {
+                200..=299 => Outcome::Ok,
+                500..=599 if writes => Outcome::Info,
+                _ => Outcome::Fail,
+            };
+            let appointment = (f == OpKind::Book && outcome == Outcome::Ok)
+                .then(|| body["id"].as_str().map(str::to_string))
+                .flatten();
+            let error = (outcome != Outcome::Ok).then(|| error_code(&body));
+            complete(s, op, outcome, Some(status), appointment, error);
+        }
+        Reply::NotSent(e) => complete(
+            s,
+            op,
+            Outcome::Fail,
+            None,
+            None,
+            Some(format!("not sent: {e}")),
+        ),
+        Reply::Lost(e) => {
+            let outcome = if writes { Outcome::Info } else { Outcome::Fail };
+            complete(s, op, outcome, None, None, Some(e));
+        }
+    }
+}
+
+fn error_code(body: &Value) -> String {
+    body["error"]["code"]
+        .as_str()
+        .map_or_else(|| body.to_string(), str::to_string)
+}
+
+fn complete(
+    s: &Shared,
+    op: u64,
+    outcome: Outcome,
+    status: Option<u16>,
+    appointment: Option<String>,
+    error: Option<String>,
+) {
+    let c = Completion {
+        op,
+        time_us: s.rec.clock().now_us(),
+        status,
+        appointment,
+        error,
+    };
+    s.rec.record(match outcome {
+        Outcome::Ok => Record::Ok(c),
+        Outcome::Fail => Record::Fail(c),
+        Outcome::Info => Record::Info(c),
+    });
+}

@@ -1,0 +1,49 @@
+# The menu: `just --list`. Every recipe is one line.
+
+# List the recipes
+default:
+    @just --list
+
+# Install the servers and tools the project needs (idempotent)
+setup:
+    scripts/setup.sh
+
+# Build every binary of the workspace (chaos, mediconnect, stubs)
+build:
+    cargo build --workspace --bins
+
+# Run the smoke suite: contention on both profiles, a Redis kill, a latency toxic
+smoke: build
+    cargo run -q -p chaos-cli -- suite scenarios/smoke.toml
+
+# Run one scenario, e.g. `just run scenarios/mediconnect/redis-kill.toml --profile naive`
+run *ARGS: build
+    cargo run -q -p chaos-cli -- run {{ARGS}}
+
+# Every test tier: unit and integration, then end-to-end against real servers
+test: build
+    cargo nextest run --workspace --profile all
+
+# The fast tier only (no servers started)
+test-fast: build
+    cargo nextest run --workspace
+
+# The end-to-end tier only (real PostgreSQL, Redis, RabbitMQ; serialised)
+test-e2e: build
+    cargo nextest run --workspace --profile e2e
+
+# Benchmarks (release build): the proxy's overhead, as is and with every thread on one CPU
+bench:
+    cargo bench -p chaos-engine --bench proxy && CHAOS_BENCH_PIN=0 cargo bench -p chaos-engine --bench proxy
+
+# Formatting, clippy with warnings as errors, and the architecture invariants
+lint:
+    cargo fmt --all --check && cargo clippy --workspace --all-targets -- -D warnings && scripts/check-architecture.sh
+
+# Format the code
+fmt:
+    cargo fmt --all
+
+# Remove run bundles and suite reports
+clean:
+    rm -rf reports/runs reports/suites
