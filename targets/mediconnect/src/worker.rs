@@ -5,7 +5,9 @@
 //! that had succeeded sends again: duplicates. `hardened`: timeouts, a circuit breaker per
 //! provider, de-duplication keyed by (appointment, reminder kind, channel) in PostgreSQL, and
 //! retries with exponential backoff and jitter republished as new messages, ending in a
-//! dead-letter queue.
+//! dead-letter queue; and bulkheads: each reminder is handled in its own task, its channels
+//! independently, each channel with its own bounded number of calls in flight, so a hanging
+//! Twilio holds up neither e-mails nor the reminders queued behind it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +27,10 @@ pub const SMS_FROM: &str = "+15550000000";
 pub const MAIL_FROM: &str = "reminders@mediconnect.example";
 /// Hardened: deliveries of one reminder before it goes to the dead-letter queue.
 const MAX_ATTEMPTS: u32 = 6;
+/// Hardened: unacknowledged reminders a worker holds, each handled in its own task.
+const PREFETCH: u16 = 16;
+/// Hardened: calls in flight to one provider at once (the bulkhead of each channel).
+const CALLS_PER_CHANNEL: usize = 8;
 
 pub fn http_client(profile: Profile) -> reqwest::Client {
     let builder = reqwest::Client::builder()
@@ -51,6 +57,7 @@ pub struct Senders {
     pub pool: Pool,
     pub broker: Arc<Broker>,
     breakers: [Mutex<Breaker>; 2],
+    bulkheads: [tokio::sync::Semaphore; 2],
 }
 
 impl Senders {
@@ -74,6 +81,10 @@ impl Senders {
             breakers: [
                 Mutex::new(Breaker::default()),
                 Mutex::new(Breaker::default()),
+            ],
+            bulkheads: [
+                tokio::sync::Semaphore::new(CALLS_PER_CHANNEL),
+                tokio::sync::Semaphore::new(CALLS_PER_CHANNEL),
             ],
         }
     }
@@ -134,9 +145,9 @@ pub async fn run(amqp: String, senders: Arc<Senders>) {
     }
 }
 
-async fn consume(amqp: &str, s: &Senders) -> Result<(), String> {
+async fn consume(amqp: &str, s: &Arc<Senders>) -> Result<(), String> {
     let (_conn, ch) = Broker::open(amqp, false).await.map_err(|e| e.to_string())?;
-    ch.basic_qos(16, BasicQosOptions::default())
+    ch.basic_qos(PREFETCH, BasicQosOptions::default())
         .await
         .map_err(|e| e.to_string())?;
     let mut consumer = ch
@@ -160,30 +171,43 @@ async fn consume(amqp: &str, s: &Senders) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
             continue;
         };
-        match deliver(s, &r).await {
-            Ok(()) => delivery.ack(BasicAckOptions::default()).await,
-            Err(e) => match s.profile {
-                Profile::Naive => {
-                    // The whole reminder goes back, channels that succeeded included.
-                    tracing::warn!(
-                        "reminder {}/{} failed, requeueing: {e}",
-                        r.appointment_id,
-                        r.kind
-                    );
-                    delivery
-                        .nack(BasicNackOptions {
-                            requeue: true,
-                            multiple: false,
-                        })
-                        .await
+        match s.profile {
+            // One reminder at a time: while one call hangs, nothing else is sent.
+            Profile::Naive => {
+                match deliver(s, &r).await {
+                    Ok(()) => delivery.ack(BasicAckOptions::default()).await,
+                    Err(e) => {
+                        // The whole reminder goes back, channels that succeeded included.
+                        tracing::warn!(
+                            "reminder {}/{} failed, requeueing: {e}",
+                            r.appointment_id,
+                            r.kind
+                        );
+                        delivery
+                            .nack(BasicNackOptions {
+                                requeue: true,
+                                multiple: false,
+                            })
+                            .await
+                    }
                 }
-                Profile::Hardened => {
-                    retry_later(s, r, &e).await;
-                    delivery.ack(BasicAckOptions::default()).await
-                }
-            },
+                .map_err(|e| e.to_string())?;
+            }
+            // Each reminder in its own task; the prefetch bounds how many run at once. An
+            // acknowledgement lost with the connection means a redelivery, which the
+            // de-duplication absorbs.
+            Profile::Hardened => {
+                let s = Arc::clone(s);
+                tokio::spawn(async move {
+                    if let Err(e) = deliver(&s, &r).await {
+                        retry_later(&s, r, &e).await;
+                    }
+                    if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
+                        tracing::warn!("ack failed ({e}); the reminder will be redelivered");
+                    }
+                });
+            }
         }
-        .map_err(|e| e.to_string())?;
     }
     Err("consumer stream ended".into())
 }
@@ -216,20 +240,43 @@ async fn retry_later(s: &Senders, mut r: Reminder, error: &str) {
     }
 }
 
-/// Send one reminder on every channel. Hardened skips channels already delivered.
+/// Send one reminder on every channel. Naive sends them in turn and stops at the first
+/// failure; hardened sends them independently, skipping channels already delivered, and
+/// fails if any channel did.
 async fn deliver(s: &Senders, r: &Reminder) -> Result<(), String> {
-    for channel in [Channel::Sms, Channel::Email] {
-        if s.profile == Profile::Hardened && !claim(s, r, channel).await? {
-            continue;
+    match s.profile {
+        Profile::Naive => {
+            for channel in [Channel::Sms, Channel::Email] {
+                send(s, r, channel).await?;
+            }
+            Ok(())
         }
-        let sent = send(s, r, channel).await;
-        if s.profile == Profile::Hardened {
-            let status = if sent.is_ok() { "sent" } else { "failed" };
-            mark(s, r, channel, status).await?;
+        Profile::Hardened => {
+            let (sms, email) = tokio::join!(
+                deliver_once(s, r, Channel::Sms),
+                deliver_once(s, r, Channel::Email)
+            );
+            match (sms, email) {
+                (Ok(()), Ok(())) => Ok(()),
+                (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
+                (Err(a), Err(b)) => Err(format!("{a}; {b}")),
+            }
         }
-        sent?;
     }
-    Ok(())
+}
+
+/// Hardened: claim, send inside the channel's bulkhead, and record the outcome.
+async fn deliver_once(s: &Senders, r: &Reminder, channel: Channel) -> Result<(), String> {
+    if !claim(s, r, channel).await? {
+        return Ok(());
+    }
+    let sent = match s.bulkheads[channel as usize].acquire().await {
+        Ok(_permit) => send(s, r, channel).await,
+        Err(_) => unreachable!("the bulkhead semaphores are never closed"),
+    };
+    let status = if sent.is_ok() { "sent" } else { "failed" };
+    mark(s, r, channel, status).await?;
+    sent
 }
 
 /// Hardened de-duplication: claim a delivery. True if this worker should send it: never

@@ -656,3 +656,207 @@ async fn the_api_contract_holds_on_both_profiles() {
         t.env.shutdown().await;
     }
 }
+
+impl Target {
+    /// One value of a query, straight from the database.
+    async fn scalar<T: for<'a> tokio_postgres::types::FromSql<'a>>(&self, sql: &str) -> T {
+        let (client, conn) =
+            tokio_postgres::connect(&self.env.endpoints().postgres_direct, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        client.query_one(sql, &[]).await.unwrap().get(0)
+    }
+
+    /// Set a stub's fault knobs.
+    async fn knobs(&self, stub: &str, knobs: Value) {
+        let url = format!("{}/knobs", self.env.endpoints().stubs[stub]);
+        let r = self.http.post(url).json(&knobs).send().await.unwrap();
+        assert!(r.status().is_success(), "{stub} knobs: {}", r.status());
+    }
+
+    /// Every call the EHR stub answered with success that names `appointment`: (method, path,
+    /// FHIR status of the body).
+    async fn ehr_pushes(&self, appointment: &str) -> Vec<(String, String, String)> {
+        let url = format!("{}/calls", self.env.endpoints().stubs["ehr"]);
+        let calls: Vec<Value> = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        calls
+            .iter()
+            .filter(|c| {
+                c["status"].as_u64().is_some_and(|s| s < 300)
+                    && c["body"].to_string().contains(appointment)
+            })
+            .map(|c| {
+                let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+                (s(&c["method"]), s(&c["path"]), s(&c["body"]["status"]))
+            })
+            .collect()
+    }
+
+    /// Poll `ehr_pushes(appointment)` until `done` holds, or panic after `within`.
+    async fn await_pushes(
+        &self,
+        appointment: &str,
+        within: Duration,
+        done: impl Fn(&[(String, String, String)]) -> bool,
+    ) -> Vec<(String, String, String)> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let pushes = self.ehr_pushes(appointment).await;
+            if done(&pushes) {
+                return pushes;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "EHR pushes of {appointment} after {within:?}: {pushes:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Resources the EHR holds for one appointment, from its pushes: every POST creates one, PUTs
+/// to one path upsert one.
+fn ehr_resources(pushes: &[(String, String, String)]) -> usize {
+    let posts = pushes.iter().filter(|p| p.0 == "POST").count();
+    let put_paths: std::collections::BTreeSet<&str> = pushes
+        .iter()
+        .filter(|p| p.0 == "PUT")
+        .map(|p| p.1.as_str())
+        .collect();
+    posts + put_paths.len()
+}
+
+/// 000:S7: an EHR slower than the sync's 2 s timeout. Both profiles push again what timed
+/// out; naive's POST creates a second resource, hardened's PUT to the appointment's own id
+/// overwrites. Naive never pushes a cancellation; hardened pushes every new version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_ehr_gets_duplicates_on_naive_and_exactly_once_on_hardened() {
+    for profile in [Profile::Naive, Profile::Hardened] {
+        let t = Target::start(profile, "ehr").await;
+        let tok = t.login(1).await;
+        // Answers are held 2.5 s in the proxy: the EHR has stored the resource, the client
+        // has given up.
+        let proxy = t.env.proxy_client();
+        proxy
+            .add_toxic(
+                "ehr",
+                json!({ "name": "slow", "type": "latency", "attributes": { "latency": 2500 } }),
+            )
+            .await
+            .unwrap();
+        let mut ids = Vec::new();
+        for n in 0..2 {
+            let (s, a) = t.book(&tok, 1, slot(n)).await;
+            assert_eq!(s, StatusCode::CREATED);
+            ids.push(a["id"].as_str().unwrap().to_string());
+        }
+        // Each is pushed again after the timeout.
+        for id in &ids {
+            t.await_pushes(id, Duration::from_secs(30), |p| p.len() >= 2)
+                .await;
+        }
+        proxy.remove_toxic("ehr", "slow").await.unwrap();
+        let synced = format!(
+            "SELECT count(*) FROM ehr_sync WHERE appointment_id::text IN ('{}', '{}')",
+            ids[0], ids[1]
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while t.scalar::<i64>(&synced).await < 2 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{profile}: never synced"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let most = {
+            let mut most = 0;
+            for id in &ids {
+                most = most.max(ehr_resources(&t.ehr_pushes(id).await));
+            }
+            most
+        };
+
+        // Cancel the first; then book another and wait until a later round has pushed it.
+        let c = t
+            .post(
+                &tok,
+                &format!("/api/v1/appointments/{}/cancel", ids[0]),
+                json!({}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(c.status(), StatusCode::OK);
+        let (_, later) = t.book(&tok, 1, slot(5)).await;
+        let later = later["id"].as_str().unwrap().to_string();
+        t.await_pushes(&later, Duration::from_secs(30), |p| !p.is_empty())
+            .await;
+        let cancelled = t
+            .ehr_pushes(&ids[0])
+            .await
+            .iter()
+            .any(|p| p.2 == "cancelled");
+        match profile {
+            Profile::Naive => {
+                assert!(most >= 2, "naive: a timed-out POST is posted again: {most}");
+                assert!(!cancelled, "naive never pushes a cancellation");
+            }
+            Profile::Hardened => {
+                assert_eq!(most, 1, "hardened: one resource per appointment");
+                assert!(cancelled, "hardened pushes the cancellation");
+            }
+        }
+        t.env.shutdown().await;
+    }
+}
+
+/// 000:C4, 001:S-1 and the bulkheads: Twilio hangs. Naive has no timeout and handles one
+/// reminder at a time, so nothing at all is sent while it hangs, e-mails included; hardened
+/// times the SMS out, keeps sending e-mails beside it, and sends every SMS once Twilio is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_twilio_stalls_every_reminder_on_naive_only() {
+    for profile in [Profile::Naive, Profile::Hardened] {
+        let t = Target::start(profile, "hang").await;
+        let tok = t.login(1).await;
+        t.knobs("twilio", json!({ "hang": true })).await;
+        let mut ids = Vec::new();
+        for n in 0..3 {
+            let (s, a) = t.book(&tok, 2, slot(n)).await;
+            assert_eq!(s, StatusCode::CREATED);
+            ids.push(a["id"].as_str().unwrap().to_string());
+        }
+        // The window is three times hardened's 3 s SMS timeout; hardened's e-mails need none
+        // of it.
+        let mut emails = 0;
+        for id in &ids {
+            emails += t.delivered("sendgrid", id, Duration::from_secs(9)).await;
+        }
+        match profile {
+            Profile::Naive => assert_eq!(emails, 0, "naive: the hang stops every e-mail too"),
+            Profile::Hardened => assert_eq!(emails, 3, "hardened: e-mails flow beside the hang"),
+        }
+        // Twilio answers again: everything is delivered, and no e-mail twice.
+        t.knobs("twilio", json!({})).await;
+        for id in &ids {
+            assert!(
+                t.delivered("twilio", id, Duration::from_secs(30)).await >= 1,
+                "{profile}: the SMS for {id} arrives once Twilio is back"
+            );
+            assert_eq!(
+                t.delivered("sendgrid", id, Duration::from_secs(30)).await,
+                1,
+                "{profile}: one e-mail for {id}"
+            );
+        }
+        t.env.shutdown().await;
+    }
+}
