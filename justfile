@@ -36,6 +36,10 @@ test-e2e: build
 bench:
     cargo bench -p chaos-engine --bench proxy && CHAOS_BENCH_PIN=0 cargo bench -p chaos-engine --bench proxy
 
+# Benchmark of MediConnect itself (release build): capacity, p99 at 200 bookings/s, slots at 1M rows
+bench-target:
+    cargo build --release -p mediconnect -p stubs --bins && cargo bench -p mediconnect --bench capacity
+
 # Formatting, clippy with warnings as errors, and the architecture invariants
 lint:
     cargo fmt --all --check && cargo clippy --workspace --all-targets -- -D warnings && scripts/check-architecture.sh

@@ -3,6 +3,7 @@
 //! Architecture invariant: no IO and no async runtime here (`cargo tree -p chaos-check -i tokio`
 //! finds nothing). One checker per file, named for its invariant.
 
+mod acknowledged_durable;
 mod auth_fails_closed;
 mod deliveries;
 mod ehr_sync;
@@ -18,6 +19,7 @@ mod success_ratio;
 
 use chaos_model::{CheckResult, Evidence, History, Scenario};
 
+pub use acknowledged_durable::check_acknowledged_durable;
 pub use auth_fails_closed::check_auth_fails_closed;
 pub use ehr_sync::check_ehr_sync;
 pub use faults_applied::check_faults_applied;
@@ -37,6 +39,9 @@ pub fn check_all(scenario: &Scenario, history: &History, evidence: &Evidence) ->
     }
     if scenario.invariants.no_double_booking.is_some() {
         out.push(check_no_double_booking(history, evidence));
+    }
+    if scenario.invariants.acknowledged_durable.is_some() {
+        out.push(check_acknowledged_durable(history, evidence));
     }
     if let Some(bounds) = &scenario.invariants.latency {
         let phases = PhaseMap::new(history, scenario.phases.recovery);

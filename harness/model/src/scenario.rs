@@ -405,6 +405,9 @@ impl Fault {
 pub struct Invariants {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_double_booking: Option<Empty>,
+    /// Every acknowledged booking is a live row when the run is over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged_durable: Option<Empty>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency: Option<LatencyBounds>,
     /// No request with a forged token succeeds, fault or no fault.
@@ -577,6 +580,9 @@ impl Invariants {
         let mut v = Vec::new();
         if self.no_double_booking.is_some() {
             v.push("no_double_booking");
+        }
+        if self.acknowledged_durable.is_some() {
+            v.push("acknowledged_durable");
         }
         if self.latency.is_some() {
             v.push("latency");

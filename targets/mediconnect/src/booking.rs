@@ -51,7 +51,7 @@ pub async fn book(
     provider: i32,
     start: i64,
 ) -> Result<Booked, DbError> {
-    let mut client = pool.get().await?;
+    let client = pool.get().await?;
     match profile {
         Profile::Naive => {
             let taken = slot_taken(&client, provider, start).await?;
@@ -60,21 +60,16 @@ pub async fn book(
             }
             let row = client
                 .query_one(
-                    &format!(
+                    &client.prepare_cached(&format!(
                         "INSERT INTO appointments (patient_id, provider_id, starts_at) VALUES ($1, $2, to_timestamp($3))
                          RETURNING {APPOINTMENT_COLUMNS}"
-                    ),
+                    )).await?,
                     &[&patient, &provider, &(start as f64)],
                 )
                 .await?;
             Ok(Booked::Created(appointment(&row)))
         }
-        Profile::Hardened => {
-            let tx = client.transaction().await?;
-            let booked = insert_if_free(&tx, patient, provider, start).await?;
-            tx.commit().await?;
-            Ok(booked)
-        }
+        Profile::Hardened => insert_if_free(&client, patient, provider, start).await,
     }
 }
 
@@ -82,8 +77,8 @@ pub async fn book(
 async fn slot_taken<C: GenericClient>(c: &C, provider: i32, start: i64) -> Result<bool, DbError> {
     Ok(c
         .query_one(
-            "SELECT EXISTS (SELECT 1 FROM appointments
-                            WHERE provider_id = $1 AND starts_at = to_timestamp($2) AND status = 'booked')",
+            &c.prepare_cached("SELECT EXISTS (SELECT 1 FROM appointments
+                            WHERE provider_id = $1 AND starts_at = to_timestamp($2) AND status = 'booked')").await?,
             &[&provider, &(start as f64)],
         )
         .await?
@@ -98,23 +93,25 @@ async fn insert_if_free<C: GenericClient>(
     provider: i32,
     start: i64,
 ) -> Result<Booked, DbError> {
+    // One statement, so atomic on its own: the confirmation commits with the booking (the
+    // transactional outbox) in a single round trip.
+    let sql = format!(
+        "WITH a AS (
+             INSERT INTO appointments (patient_id, provider_id, starts_at) VALUES ($1, $3, to_timestamp($4))
+             ON CONFLICT (provider_id, starts_at) WHERE status = 'booked' DO NOTHING
+             RETURNING *),
+         o AS (
+             INSERT INTO outbox (payload) SELECT {} FROM a JOIN patients p ON p.id = a.patient_id)
+         SELECT {APPOINTMENT_COLUMNS} FROM a",
+        crate::outbox::PAYLOAD
+    );
     let row = c
         .query_opt(
-            &format!(
-                "INSERT INTO appointments (patient_id, provider_id, starts_at) VALUES ($1, $2, to_timestamp($3))
-                 ON CONFLICT (provider_id, starts_at) WHERE status = 'booked' DO NOTHING
-                 RETURNING {APPOINTMENT_COLUMNS}"
-            ),
-            &[&patient, &provider, &(start as f64)],
+            &c.prepare_cached(&sql).await?,
+            &[&patient, &"confirmation", &provider, &(start as f64)],
         )
         .await?;
-    let Some(row) = row else {
-        return Ok(Booked::SlotTaken);
-    };
-    let a = appointment(&row);
-    // The confirmation commits with the booking (the transactional outbox).
-    crate::outbox::enqueue(c, &a.id, "confirmation").await?;
-    Ok(Booked::Created(a))
+    Ok(row.map_or(Booked::SlotTaken, |row| Booked::Created(appointment(&row))))
 }
 
 /// A stored answer to a request made with an `Idempotency-Key`.
@@ -158,7 +155,7 @@ pub async fn book_idempotent(
         let (status, body) = answer(&booked);
         let saved = tx
             .execute(
-                "INSERT INTO idempotency_keys (patient_id, key, request_hash, status, body) VALUES ($1, $2, $3, $4, $5)",
+                &tx.prepare_cached("INSERT INTO idempotency_keys (patient_id, key, request_hash, status, body) VALUES ($1, $2, $3, $4, $5)").await?,
                 &[&patient, &key, &request_hash, &(status as i16), &body],
             )
             .await;
@@ -198,7 +195,7 @@ async fn stored<C: GenericClient>(
 ) -> Result<Option<Keyed>, DbError> {
     let row = c
         .query_opt(
-            "SELECT request_hash, status, body FROM idempotency_keys WHERE patient_id = $1 AND key = $2",
+            &c.prepare_cached("SELECT request_hash, status, body FROM idempotency_keys WHERE patient_id = $1 AND key = $2").await?,
             &[&patient, &key],
         )
         .await?;
@@ -224,9 +221,9 @@ pub async fn get(pool: &Pool, patient: i32, id: &str) -> Result<Option<Appointme
     let client = pool.get().await?;
     let row = client
         .query_opt(
-            &format!(
+            &client.prepare_cached(&format!(
                 "SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE id = $1 AND patient_id = $2"
-            ),
+            )).await?,
             &[&uuid, &patient],
         )
         .await?;
@@ -264,10 +261,10 @@ pub async fn cancel(
             }
             let row = client
                 .query_one(
-                    &format!(
+                    &client.prepare_cached(&format!(
                         "UPDATE appointments SET status = 'cancelled', version = version + 1 WHERE id = $1
                          RETURNING {APPOINTMENT_COLUMNS}"
-                    ),
+                    )).await?,
                     &[&uuid],
                 )
                 .await?;
@@ -276,9 +273,13 @@ pub async fn cancel(
             // slot, insert. Nothing stops two cancellations (or a booking) racing here.
             let next = client
                 .query_opt(
-                    "SELECT id, patient_id FROM waitlist
+                    &client
+                        .prepare_cached(
+                            "SELECT id, patient_id FROM waitlist
                      WHERE provider_id = $1 AND starts_at = to_timestamp($2) AND status = 'waiting'
                      ORDER BY id LIMIT 1",
+                        )
+                        .await?,
                     &[&cancelled.provider_id, &(cancelled.start as f64)],
                 )
                 .await?;
@@ -296,7 +297,7 @@ pub async fn cancel(
                 {
                     client
                         .execute(
-                            "UPDATE waitlist SET status = 'booked', appointment_id = $2::text::uuid WHERE id = $1",
+                            &client.prepare_cached("UPDATE waitlist SET status = 'booked', appointment_id = $2::text::uuid WHERE id = $1").await?,
                             &[&wid, &a.id],
                         )
                         .await?;
@@ -312,11 +313,12 @@ pub async fn cancel(
             let tx = client.transaction().await?;
             let row = tx
                 .query_opt(
-                    &format!(
+                    &tx.prepare_cached(&format!(
                         "UPDATE appointments SET status = 'cancelled', version = version + 1
                          WHERE id = $1 AND patient_id = $2 AND status = 'booked'
                          RETURNING {APPOINTMENT_COLUMNS}"
-                    ),
+                    ))
+                    .await?,
                     &[&uuid, &patient],
                 )
                 .await?;
@@ -347,9 +349,12 @@ async fn promote_waitlist<C: GenericClient>(
 ) -> Result<Option<Appointment>, DbError> {
     let next = c
         .query_opt(
-            "SELECT id, patient_id FROM waitlist
+            &c.prepare_cached(
+                "SELECT id, patient_id FROM waitlist
              WHERE provider_id = $1 AND starts_at = to_timestamp($2) AND status = 'waiting'
              ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
+            )
+            .await?,
             &[&provider, &(start as f64)],
         )
         .await?;
@@ -358,7 +363,7 @@ async fn promote_waitlist<C: GenericClient>(
     match insert_if_free(c, wpatient, provider, start).await? {
         Booked::Created(a) => {
             c.execute(
-                "UPDATE waitlist SET status = 'booked', appointment_id = $2::text::uuid WHERE id = $1",
+                &c.prepare_cached("UPDATE waitlist SET status = 'booked', appointment_id = $2::text::uuid WHERE id = $1").await?,
                 &[&wid, &a.id],
             )
             .await?;
@@ -402,10 +407,10 @@ pub async fn reschedule(
             }
             let row = client
                 .query_one(
-                    &format!(
+                    &client.prepare_cached(&format!(
                         "UPDATE appointments SET starts_at = to_timestamp($2), version = version + 1 WHERE id = $1
                          RETURNING {APPOINTMENT_COLUMNS}"
-                    ),
+                    )).await?,
                     &[&uuid, &(start as f64)],
                 )
                 .await?;
@@ -416,11 +421,12 @@ pub async fn reschedule(
             // Optimistic lock on the version read above; the unique index guards the slot.
             let moved = tx
                 .query_opt(
-                    &format!(
+                    &tx.prepare_cached(&format!(
                         "UPDATE appointments SET starts_at = to_timestamp($3), version = version + 1
                          WHERE id = $1 AND version = $2 AND status = 'booked'
                          RETURNING {APPOINTMENT_COLUMNS}"
-                    ),
+                    ))
+                    .await?,
                     &[&uuid, &current.version, &(start as f64)],
                 )
                 .await;
@@ -464,7 +470,7 @@ pub async fn join_waitlist(
     }
     let row = client
         .query_one(
-            "INSERT INTO waitlist (patient_id, provider_id, starts_at) VALUES ($1, $2, to_timestamp($3)) RETURNING id",
+            &client.prepare_cached("INSERT INTO waitlist (patient_id, provider_id, starts_at) VALUES ($1, $2, to_timestamp($3)) RETURNING id").await?,
             &[&patient, &provider, &(start as f64)],
         )
         .await?;

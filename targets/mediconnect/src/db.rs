@@ -160,22 +160,26 @@ pub async fn migrate(
 ) -> anyhow::Result<()> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock(727272)", &[])
-        .await?;
+    tx.execute(
+        &tx.prepare_cached("SELECT pg_advisory_xact_lock(727272)")
+            .await?,
+        &[],
+    )
+    .await?;
     tx.batch_execute(SCHEMA).await?;
     if profile == Profile::Hardened {
         tx.batch_execute(HARDENED_SCHEMA).await?;
     }
     tx.execute(
-        "INSERT INTO providers (id, name) SELECT g, 'Dr. Provider ' || g FROM generate_series(1, $1::int) g
-         ON CONFLICT DO NOTHING",
+        &tx.prepare_cached("INSERT INTO providers (id, name) SELECT g, 'Dr. Provider ' || g FROM generate_series(1, $1::int) g
+         ON CONFLICT DO NOTHING").await?,
         &[&(providers as i32)],
     )
     .await?;
     tx.execute(
-        "INSERT INTO schedule_templates (provider_id, weekday, start_minute, end_minute, slot_minutes)
+        &tx.prepare_cached("INSERT INTO schedule_templates (provider_id, weekday, start_minute, end_minute, slot_minutes)
          SELECT p, d, $2, $3, $4 FROM generate_series(1, $1::int) p, generate_series(0, 4) d
-         ON CONFLICT DO NOTHING",
+         ON CONFLICT DO NOTHING").await?,
         &[
             &(providers as i32),
             &schedule::DEFAULT_START_MINUTE,
@@ -185,9 +189,9 @@ pub async fn migrate(
     )
     .await?;
     tx.execute(
-        "INSERT INTO patients (id, username, password, phone, email)
+        &tx.prepare_cached("INSERT INTO patients (id, username, password, phone, email)
          SELECT g, 'patient-' || g, 'pw-' || g, '+1555' || lpad(g::text, 7, '0'), 'patient-' || g || '@example.test'
-         FROM generate_series(1, $1::int) g ON CONFLICT DO NOTHING",
+         FROM generate_series(1, $1::int) g ON CONFLICT DO NOTHING").await?,
         &[&(patients as i32)],
     )
     .await?;
@@ -203,8 +207,12 @@ pub async fn template(
     let client = pool.get().await?;
     let row = client
         .query_opt(
-            "SELECT start_minute, end_minute, slot_minutes FROM schedule_templates
+            &client
+                .prepare_cached(
+                    "SELECT start_minute, end_minute, slot_minutes FROM schedule_templates
              WHERE provider_id = $1 AND weekday = $2",
+                )
+                .await?,
             &[&provider, &(weekday as i16)],
         )
         .await?;
@@ -219,7 +227,12 @@ pub async fn template(
 pub async fn provider_exists(pool: &Pool, provider: i32) -> Result<bool, DbError> {
     let client = pool.get().await?;
     Ok(client
-        .query_opt("SELECT 1 FROM providers WHERE id = $1", &[&provider])
+        .query_opt(
+            &client
+                .prepare_cached("SELECT 1 FROM providers WHERE id = $1")
+                .await?,
+            &[&provider],
+        )
         .await?
         .is_some())
 }
@@ -229,8 +242,12 @@ pub async fn templates(pool: &Pool, provider: i32) -> Result<Vec<Template>, DbEr
     let client = pool.get().await?;
     let rows = client
         .query(
-            "SELECT weekday, start_minute, end_minute, slot_minutes FROM schedule_templates
+            &client
+                .prepare_cached(
+                    "SELECT weekday, start_minute, end_minute, slot_minutes FROM schedule_templates
              WHERE provider_id = $1 ORDER BY weekday",
+                )
+                .await?,
             &[&provider],
         )
         .await?;
@@ -254,14 +271,15 @@ pub async fn replace_templates(
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     tx.execute(
-        "DELETE FROM schedule_templates WHERE provider_id = $1",
+        &tx.prepare_cached("DELETE FROM schedule_templates WHERE provider_id = $1")
+            .await?,
         &[&provider],
     )
     .await?;
     for t in templates {
         tx.execute(
-            "INSERT INTO schedule_templates (provider_id, weekday, start_minute, end_minute, slot_minutes)
-             VALUES ($1, $2, $3, $4, $5)",
+            &tx.prepare_cached("INSERT INTO schedule_templates (provider_id, weekday, start_minute, end_minute, slot_minutes)
+             VALUES ($1, $2, $3, $4, $5)").await?,
             &[&provider, &(t.weekday as i16), &t.start_minute, &t.end_minute, &t.slot_minutes],
         )
         .await?;
@@ -277,7 +295,7 @@ pub async fn free_slots(pool: &Pool, provider: i32, day: i64) -> Result<Vec<i64>
     let client = pool.get().await?;
     let rows = client
         .query(
-            "SELECT extract(epoch FROM s)::bigint
+            &client.prepare_cached("SELECT extract(epoch FROM s)::bigint
              FROM schedule_templates t,
                   generate_series(to_timestamp($2) + t.start_minute * interval '1 minute',
                                   to_timestamp($2) + (t.end_minute - t.slot_minutes) * interval '1 minute',
@@ -285,7 +303,7 @@ pub async fn free_slots(pool: &Pool, provider: i32, day: i64) -> Result<Vec<i64>
              WHERE t.provider_id = $1 AND t.weekday = $3
                AND NOT EXISTS (SELECT 1 FROM appointments a
                                WHERE a.provider_id = $1 AND a.starts_at = s AND a.status = 'booked')
-             ORDER BY s",
+             ORDER BY s").await?,
             &[&provider, &(day as f64), &(schedule::weekday(day) as i16)],
         )
         .await?;
@@ -300,7 +318,9 @@ pub async fn patient_contact(
     let client = pool.get().await?;
     Ok(client
         .query_opt(
-            "SELECT phone, email FROM patients WHERE id = $1",
+            &client
+                .prepare_cached("SELECT phone, email FROM patients WHERE id = $1")
+                .await?,
             &[&patient],
         )
         .await?
@@ -311,7 +331,9 @@ pub async fn login(pool: &Pool, username: &str, password: &str) -> Result<Option
     let client = pool.get().await?;
     Ok(client
         .query_opt(
-            "SELECT id FROM patients WHERE username = $1 AND password = $2",
+            &client
+                .prepare_cached("SELECT id FROM patients WHERE username = $1 AND password = $2")
+                .await?,
             &[&username, &password],
         )
         .await?

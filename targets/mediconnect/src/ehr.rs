@@ -54,10 +54,10 @@ pub async fn sync_once(
     let client = pool.get().await?;
     let rows = client
         .query(
-            "SELECT a.id::text, a.status, extract(epoch FROM a.starts_at)::bigint, a.patient_id, a.provider_id, a.version
+            &client.prepare_cached("SELECT a.id::text, a.status, extract(epoch FROM a.starts_at)::bigint, a.patient_id, a.provider_id, a.version
              FROM appointments a LEFT JOIN ehr_sync s ON s.appointment_id = a.id
              WHERE s.appointment_id IS NULL OR ($1 AND s.version < a.version)
-             ORDER BY a.created_at LIMIT $2",
+             ORDER BY a.created_at LIMIT $2").await?,
             &[&(profile == Profile::Hardened), &BATCH],
         )
         .await?;
@@ -74,8 +74,8 @@ pub async fn sync_once(
             Ok(resp) if resp.status().is_success() => {
                 client
                     .execute(
-                        "INSERT INTO ehr_sync (appointment_id, version) VALUES ($1::text::uuid, $2)
-                         ON CONFLICT (appointment_id) DO UPDATE SET version = EXCLUDED.version, synced_at = now()",
+                        &client.prepare_cached("INSERT INTO ehr_sync (appointment_id, version) VALUES ($1::text::uuid, $2)
+                         ON CONFLICT (appointment_id) DO UPDATE SET version = EXCLUDED.version, synced_at = now()").await?,
                         &[&id, &version],
                     )
                     .await?;

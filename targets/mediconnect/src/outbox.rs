@@ -10,24 +10,26 @@ use deadpool_postgres::{GenericClient, Pool};
 use crate::broker::{Broker, Reminder};
 use crate::db::DbError;
 
+/// The reminder of kind `$2` for the appointment `a` of patient `p`, as an outbox payload.
+pub const PAYLOAD: &str = "jsonb_build_object(
+    'appointment_id', a.id::text, 'kind', $2::text, 'phone', p.phone, 'email', p.email,
+    'body', 'MediConnect: your appointment on '
+            || to_char(a.starts_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI')
+            || ' UTC. Ref ' || a.id::text || '/' || $2::text)";
+
 /// In the caller's transaction: queue a reminder of `kind` for an appointment.
 pub async fn enqueue<C: GenericClient>(
     c: &C,
     appointment_id: &str,
     kind: &str,
 ) -> Result<(), DbError> {
-    c.execute(
-        "INSERT INTO outbox (payload)
-         SELECT jsonb_build_object(
-                  'appointment_id', a.id::text, 'kind', $2::text, 'phone', p.phone, 'email', p.email,
-                  'body', 'MediConnect: your appointment on '
-                          || to_char(a.starts_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI')
-                          || ' UTC. Ref ' || a.id::text || '/' || $2::text)
+    let sql = format!(
+        "INSERT INTO outbox (payload) SELECT {PAYLOAD}
          FROM appointments a JOIN patients p ON p.id = a.patient_id
-         WHERE a.id = $1::text::uuid",
-        &[&appointment_id, &kind],
-    )
-    .await?;
+         WHERE a.id = $1::text::uuid"
+    );
+    c.execute(&c.prepare_cached(&sql).await?, &[&appointment_id, &kind])
+        .await?;
     Ok(())
 }
 
@@ -38,7 +40,7 @@ pub async fn relay_once(pool: &Pool, broker: &Broker) -> Result<usize, DbError> 
     let tx = client.transaction().await?;
     let rows = tx
         .query(
-            "SELECT id, payload FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED",
+            &tx.prepare_cached("SELECT id, payload FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED").await?,
             &[],
         )
         .await?;
@@ -66,7 +68,8 @@ pub async fn relay_once(pool: &Pool, broker: &Broker) -> Result<usize, DbError> 
     // A crash between a confirmed publish and this commit publishes the row again on the
     // next round: at least once. The consumer's de-duplication makes it exactly once.
     tx.execute(
-        "UPDATE outbox SET published_at = now() WHERE id = ANY($1)",
+        &tx.prepare_cached("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
+            .await?,
         &[&done],
     )
     .await?;

@@ -89,7 +89,7 @@ pub async fn poll_once(
                 }
                 client
                     .execute(
-                        "INSERT INTO reminder_marks (appointment_id, kind) VALUES ($1::text::uuid, $2) ON CONFLICT DO NOTHING",
+                        &client.prepare_cached("INSERT INTO reminder_marks (appointment_id, kind) VALUES ($1::text::uuid, $2) ON CONFLICT DO NOTHING").await?,
                         &[&id, &kind],
                     )
                     .await?;
@@ -100,7 +100,11 @@ pub async fn poll_once(
         Profile::Hardened => {
             let tx = client.transaction().await?;
             let leader: bool = tx
-                .query_one("SELECT pg_try_advisory_xact_lock(4242)", &[])
+                .query_one(
+                    &tx.prepare_cached("SELECT pg_try_advisory_xact_lock(4242)")
+                        .await?,
+                    &[],
+                )
                 .await?
                 .get(0);
             if !leader {

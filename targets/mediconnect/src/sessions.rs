@@ -20,6 +20,12 @@ pub enum SessionError {
     Unavailable(String),
 }
 
+impl From<tokio_postgres::Error> for SessionError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        SessionError::Unavailable(e.to_string())
+    }
+}
+
 #[derive(Clone)]
 pub struct Sessions {
     conn: ConnectionManager,
@@ -53,8 +59,11 @@ impl Sessions {
                     .await
                     .map_err(|e| SessionError::Unavailable(e.to_string()))?;
                 db.execute(
-                    "INSERT INTO sessions (token, patient_id, expires_at)
+                    &db.prepare_cached(
+                        "INSERT INTO sessions (token, patient_id, expires_at)
                      VALUES ($1, $2, now() + make_interval(secs => $3))",
+                    )
+                    .await?,
                     &[&token, &patient, &(SESSION_TTL_SECS as f64)],
                 )
                 .await
@@ -84,7 +93,7 @@ impl Sessions {
                     .map_err(|e| SessionError::Unavailable(e.to_string()))?;
                 let row = db
                     .query_opt(
-                        "SELECT patient_id FROM sessions WHERE token = $1 AND expires_at > now()",
+                        &db.prepare_cached("SELECT patient_id FROM sessions WHERE token = $1 AND expires_at > now()").await?,
                         &[&token],
                     )
                     .await

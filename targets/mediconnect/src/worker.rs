@@ -284,15 +284,18 @@ async fn deliver_once(s: &Senders, r: &Reminder, channel: Channel) -> Result<(),
 /// mid-send). False if it was sent, or another worker is sending it now.
 async fn claim(s: &Senders, r: &Reminder, channel: Channel) -> Result<bool, String> {
     let db = s.pool.get().await.map_err(|e| e.to_string())?;
-    let row = db
-        .query_opt(
+    let claim = db
+        .prepare_cached(
             "INSERT INTO deliveries (appointment_id, kind, channel, status) VALUES ($1, $2, $3, 'sending')
              ON CONFLICT (appointment_id, kind, channel) DO UPDATE SET status = 'sending', updated_at = now()
                  WHERE deliveries.status = 'failed' OR (deliveries.status = 'sending'
                        AND deliveries.updated_at < now() - interval '30 seconds')
              RETURNING status",
-            &[&r.appointment_id, &r.kind, &channel.as_str()],
         )
+        .await
+        .map_err(|e| e.to_string())?;
+    let row = db
+        .query_opt(&claim, &[&r.appointment_id, &r.kind, &channel.as_str()])
         .await
         .map_err(|e| e.to_string())?;
     Ok(row.is_some())
@@ -300,8 +303,14 @@ async fn claim(s: &Senders, r: &Reminder, channel: Channel) -> Result<bool, Stri
 
 async fn mark(s: &Senders, r: &Reminder, channel: Channel, status: &str) -> Result<(), String> {
     let db = s.pool.get().await.map_err(|e| e.to_string())?;
+    let update = db
+        .prepare_cached(
+            "UPDATE deliveries SET status = $4, updated_at = now() WHERE appointment_id = $1 AND kind = $2 AND channel = $3",
+        )
+        .await
+        .map_err(|e| e.to_string())?;
     db.execute(
-        "UPDATE deliveries SET status = $4, updated_at = now() WHERE appointment_id = $1 AND kind = $2 AND channel = $3",
+        &update,
         &[&r.appointment_id, &r.kind, &channel.as_str(), &status],
     )
     .await
