@@ -40,6 +40,14 @@ bench:
 bench-target:
     cargo build --release -p mediconnect -p stubs --bins && cargo bench -p mediconnect --bench capacity
 
+# Re-render a run bundle's reports, e.g. `just report reports/runs/redis-kill/<utc>-<seed>`
+report *ARGS: build
+    cargo run -q -p chaos-cli -- report {{ARGS}}
+
+# Look at a bundle's report.html as a person would: headless Chromium renders it to report.png
+report-png DIR:
+    scripts/setup.sh chromium && chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1060,2400 --screenshot="$(realpath {{DIR}})/report.png" "file://$(realpath {{DIR}})/report.html" && echo "$(realpath {{DIR}})/report.png"
+
 # Formatting, clippy with warnings as errors, and the architecture invariants
 lint:
     cargo fmt --all --check && cargo clippy --workspace --all-targets -- -D warnings && scripts/check-architecture.sh

@@ -81,9 +81,12 @@ pub fn check_latency(bounds: &LatencyBounds, history: &History, phases: &PhaseMa
 
 /// Nearest-rank quantile of sorted samples; `q = 1.0` is the maximum.
 fn quantile(sorted: &[(u64, u64)], q: f64) -> u64 {
-    let n = sorted.len();
-    let rank = ((q * n as f64).ceil() as usize).clamp(1, n);
-    sorted[rank - 1].0
+    sorted[nearest_rank(sorted.len(), q)].0
+}
+
+/// The index of quantile `q` in a sorted, non-empty sample of `n` (nearest rank).
+pub fn nearest_rank(n: usize, q: f64) -> usize {
+    ((q * n as f64).ceil() as usize).clamp(1, n) - 1
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ pub use acknowledged_durable::check_acknowledged_durable;
 pub use auth_fails_closed::check_auth_fails_closed;
 pub use ehr_sync::check_ehr_sync;
 pub use faults_applied::check_faults_applied;
-pub use latency::check_latency;
+pub use latency::{check_latency, nearest_rank};
 pub use no_double_booking::check_no_double_booking;
 pub use no_duplicate_reminders::check_no_duplicate_reminders;
 pub use no_lost_reminders::check_no_lost_reminders;

@@ -67,6 +67,18 @@ pub enum Command {
         #[arg(long)]
         run: Option<String>,
     },
+    /// Re-render a run bundle's reports (checking its history and evidence again), or
+    /// compare two runs of one scenario phase by phase.
+    #[command(arg_required_else_help = true)]
+    Report {
+        /// The run bundle, e.g. reports/runs/booking-contention/20261122T120000Z-42.
+        #[arg(conflicts_with = "compare")]
+        run_dir: Option<PathBuf>,
+        /// Compare a candidate run with a baseline: per-phase latency and error deltas and
+        /// every invariant's verdict on each, as Markdown on stdout.
+        #[arg(long, num_args = 2, value_names = ["BASELINE", "CANDIDATE"])]
+        compare: Option<Vec<PathBuf>>,
+    },
     /// Check scenario files without running anything.
     Validate {
         #[arg(required = true)]

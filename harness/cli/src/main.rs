@@ -6,6 +6,11 @@ mod commands;
 mod exit;
 mod progress;
 mod report;
+#[cfg(test)]
+#[path = "../tests/support/schema.rs"]
+mod schema;
+#[cfg(test)]
+mod snapshots;
 
 use std::process::ExitCode;
 

@@ -8,6 +8,9 @@ use std::time::Duration;
 use chaos_engine::env::{processes_of_run, reap_leftovers};
 use serde_json::Value;
 
+#[path = "support/schema.rs"]
+mod schema;
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -141,10 +144,48 @@ fn booking_contention_double_books_on_naive_and_not_on_hardened() {
         "verdicts.json",
         "summary.md",
         "junit.xml",
+        "report.html",
         "evidence/evidence.json",
+        "evidence/metrics-replica-0.prom",
     ] {
         assert!(naive.out.join(f).is_file(), "bundle lacks {f}");
     }
+    // The evidence holds the queue depths and the target's metrics, read after quiesce.
+    let ev: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(naive.out.join("evidence/evidence.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        ev["queues"]["reminders"]["messages"].is_u64(),
+        "{}",
+        ev["queues"]
+    );
+    assert!(ev["run_started_unix_ms"].is_u64());
+    let metrics =
+        std::fs::read_to_string(naive.out.join("evidence/metrics-replica-0.prom")).unwrap();
+    assert!(
+        metrics.contains("# TYPE"),
+        "Prometheus text: {}",
+        &metrics[..metrics.len().min(200)]
+    );
+    // report.html links the double booking's proof to the ops it cites.
+    let html = std::fs::read_to_string(naive.out.join("report.html")).unwrap();
+    let first = result(&v, "no_double_booking")["ops"][0].as_u64().unwrap();
+    assert!(
+        html.contains(&format!("<a href=\"#op-{first}\">")),
+        "no link to op {first}"
+    );
+    assert!(
+        html.contains(&format!("<tr id=\"op-{first}\">")),
+        "no row for op {first}"
+    );
+    // The real output follows the checked-in schemas.
+    let errors = schema::schema_errors("verdicts.schema.json", &v);
+    assert!(errors.is_empty(), "verdicts.json: {errors:#?}");
+    let history = std::fs::read_to_string(naive.out.join("history.jsonl")).unwrap();
+    let errors = schema::history_errors(&history);
+    assert!(errors.is_empty(), "history.jsonl: {errors:#?}");
+    assert_eq!(result(&v, "acknowledged_durable")["verdict"], "valid");
     assert_nothing_left(&naive);
 
     // junit.xml, read back by a real JUnit parser: one testsuite, one testcase per

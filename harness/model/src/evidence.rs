@@ -1,4 +1,5 @@
-//! Evidence: what the engine reads from the world after the run (database rows, stub logs).
+//! Evidence: what the engine reads from the world after the run (database rows, stub logs,
+//! queue depths, the target's metrics).
 
 use std::collections::BTreeMap;
 
@@ -30,6 +31,14 @@ pub struct StubCall {
     pub status: u16,
 }
 
+/// A broker queue's depth as the broker reports it to a passive declare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueDepth {
+    /// Messages ready for delivery.
+    pub messages: u32,
+    pub consumers: u32,
+}
+
 /// Everything read after the run. A `None` field means the engine could not read it; a
 /// checker that needs it says `unknown` rather than guessing.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -39,6 +48,16 @@ pub struct Evidence {
     /// Stub name -> every call it received.
     #[serde(default)]
     pub stub_calls: BTreeMap<String, Vec<StubCall>>,
+    /// Wall-clock time of the history's zero, in milliseconds since the Unix epoch, to
+    /// place the stubs' wall-clock stamps on the run's clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_started_unix_ms: Option<u64>,
+    /// Queue name -> messages in it (ready and unacknowledged) when collected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queues: Option<BTreeMap<String, QueueDepth>>,
+    /// Replica base URL -> its Prometheus `/metrics` text.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, String>,
     /// Problems met while collecting, for the report.
     #[serde(default)]
     pub errors: Vec<String>,

@@ -2,6 +2,7 @@
 
 mod down;
 mod proxy;
+pub mod render;
 mod run;
 mod suite;
 mod up;
@@ -12,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use chaos_engine::EngineError;
 use chaos_engine::runner::{self, RunReport, RunSpec};
-use chaos_model::{CheckResult, Profile, Scenario};
+use chaos_model::{CheckResult, Evidence, History, Profile, Scenario};
 
 use crate::args::{Cli, Command};
 use crate::exit;
@@ -37,6 +38,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             seed,
         } => up::run(&file, profile.as_deref(), json, seed),
         Command::Down { run } => down::run(run.as_deref()),
+        Command::Report { run_dir, compare } => {
+            Ok(render::run(run_dir.as_deref(), compare.as_deref()))
+        }
     }
 }
 
@@ -121,17 +125,12 @@ pub fn run_one(rt: &tokio::runtime::Runtime, spec: RunSpec, file: &Path) -> Outc
                 seed,
                 reproduce: &reproduce,
             };
-            let mut lines = Vec::new();
-            let junit = report::junit_document(&[report::junit_suite(&facts, &report)]);
-            for (name, text) in [
-                ("verdicts.json", report::verdicts_json(&facts, &report)),
-                ("summary.md", report::summary_md(&facts, &report)),
-                ("junit.xml", junit),
-            ] {
-                if let Err(e) = std::fs::write(report.bundle.join(name), text) {
-                    lines.push(format!("cannot write {name}: {e}"));
+            let mut lines = match read_back(&report.bundle) {
+                Ok((history, evidence)) => {
+                    report::bundle::write_reports(&facts, &report, &history, &evidence)
                 }
-            }
+                Err(e) => vec![e],
+            };
             lines.extend(report::result_lines(&facts, &report));
             let code = exit::of_verdict(&CheckResult::overall(&report.results));
             Outcome {
@@ -151,6 +150,18 @@ pub fn run_one(rt: &tokio::runtime::Runtime, spec: RunSpec, file: &Path) -> Outc
             ],
         },
     }
+}
+
+/// The history and evidence the engine wrote into the bundle, for the reports.
+fn read_back(bundle: &Path) -> Result<(History, Evidence), String> {
+    let history = std::fs::read_to_string(bundle.join("history.jsonl"))
+        .map_err(|e| format!("cannot read history.jsonl back: {e}"))
+        .and_then(|t| History::from_jsonl(&t))?;
+    let evidence = std::fs::read_to_string(bundle.join("evidence/evidence.json"))
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+        .map_err(|e| format!("cannot read evidence/evidence.json back: {e}"))?;
+    Ok((history, evidence))
 }
 
 /// Where `chaos up` records the environments it keeps, for `chaos down`.

@@ -7,11 +7,24 @@ use tokio::time::Instant;
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
     t0: Instant,
+    /// The wall clock at `t0`, in milliseconds since the Unix epoch.
+    unix_ms0: u64,
 }
 
 impl Clock {
     pub fn start() -> Clock {
-        Clock { t0: Instant::now() }
+        let unix_ms0 = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        Clock {
+            t0: Instant::now(),
+            unix_ms0,
+        }
+    }
+
+    /// The wall-clock time of the clock's zero, in milliseconds since the Unix epoch.
+    pub fn unix_ms0(&self) -> u64 {
+        self.unix_ms0
     }
 
     pub fn now_us(&self) -> u64 {

@@ -1,9 +1,11 @@
 //! Evidence: what the engine reads after the quiesce period, straight from the servers
-//! (bypassing the proxies): the appointment rows and every stub's call log.
+//! (bypassing the proxies): the appointment rows, every stub's call log, the broker's queue
+//! depths and each replica's `/metrics`.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chaos_model::{AppointmentRow, Evidence, Slot, StubCall};
+use chaos_model::{AppointmentRow, Evidence, QueueDepth, Slot, StubCall};
 
 use crate::env::Endpoints;
 
@@ -26,7 +28,68 @@ pub async fn collect_evidence(endpoints: &Endpoints) -> Evidence {
             Err(e) => ev.errors.push(format!("{name} calls: {e}")),
         }
     }
+    for base in &endpoints.target {
+        match text(&http, &format!("{base}/metrics")).await {
+            Ok(t) => {
+                ev.metrics.insert(base.clone(), t);
+            }
+            Err(e) => ev.errors.push(format!("{base}/metrics: {e}")),
+        }
+    }
+    if let Some(addr) = endpoints.direct.get("rabbitmq") {
+        match queue_depths(addr).await {
+            Ok(q) => ev.queues = Some(q),
+            Err(e) => ev.errors.push(format!("queue depths: {e}")),
+        }
+    }
     ev
+}
+
+/// The queues MediConnect declares: its reminders and their dead letters.
+const QUEUES: [&str; 2] = ["reminders", "reminders.dead"];
+
+/// Each queue's depth by a passive declare (which fails, and closes its channel, for a queue
+/// that does not exist: one channel per queue).
+async fn queue_depths(addr: &str) -> Result<BTreeMap<String, QueueDepth>, String> {
+    use lapin::options::QueueDeclareOptions;
+    let url = format!("amqp://guest:guest@{addr}/%2f?connection_timeout=5000");
+    let conn = tokio::time::timeout(
+        Duration::from_secs(10),
+        lapin::Connection::connect(&url, lapin::ConnectionProperties::default()),
+    )
+    .await
+    .map_err(|_| "connect timed out".to_string())?
+    .map_err(|e| e.to_string())?;
+    let mut out = BTreeMap::new();
+    for q in QUEUES {
+        let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        if let Ok(d) = ch
+            .queue_declare(q.into(), passive, lapin::types::FieldTable::default())
+            .await
+        {
+            out.insert(
+                q.to_string(),
+                QueueDepth {
+                    messages: d.message_count(),
+                    consumers: d.consumer_count(),
+                },
+            );
+        }
+    }
+    let _ = conn.close(200, "evidence collected".into()).await;
+    Ok(out)
+}
+
+async fn text(http: &reqwest::Client, url: &str) -> Result<String, String> {
+    let resp = http.get(url).send().await.map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("status {}", resp.status()));
+    }
+    resp.text().await.map_err(|e| e.to_string())
 }
 
 async fn appointments(conninfo: &str) -> Result<Vec<AppointmentRow>, String> {

@@ -165,7 +165,8 @@ pub async fn run(spec: RunSpec, progress: ProgressFn) -> Result<RunReport, Engin
     tokio::time::sleep(s.phases.quiesce.0).await;
 
     enter(&progress, "collect");
-    let evidence = collect_evidence(env.endpoints()).await;
+    let mut evidence = collect_evidence(env.endpoints()).await;
+    evidence.run_started_unix_ms = Some(clock.unix_ms0());
     for e in &evidence.errors {
         progress(Progress::Note(format!("evidence: {e}")));
     }
@@ -176,6 +177,9 @@ pub async fn run(spec: RunSpec, progress: ProgressFn) -> Result<RunReport, Engin
         "evidence.json",
         &serde_json::to_string_pretty(&evidence).expect("evidence serialises"),
     )?;
+    for (i, text) in evidence.metrics.values().enumerate() {
+        write(&ev_dir, &format!("metrics-replica-{i}.prom"), text)?;
+    }
     env.copy_logs(&out.join("logs"))?;
 
     let counts = counters.snapshot();

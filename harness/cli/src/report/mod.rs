@@ -1,5 +1,11 @@
 //! Rendering a run's verdicts: `verdicts.json` for machines, `summary.md` for people (fit
-//! for a pull-request comment), and the lines printed at the end of a run.
+//! for a pull-request comment), `junit.xml` for CI, `report.html` (in `html`) to look at,
+//! and the lines printed at the end of a run.
+
+pub mod bundle;
+pub mod compare;
+pub mod html;
+pub mod plots;
 
 use chaos_engine::runner::RunReport;
 use chaos_model::{CheckResult, Profile, Verdict};
@@ -23,15 +29,17 @@ pub fn verdicts_json(f: &RunFacts<'_>, r: &RunReport) -> String {
         "verdict": overall.name(),
         "results": r.results,
         "ops": { "invoked": invoked, "ok": ok, "fail": fail, "info": info },
-        "setup_s": round1(r.setup_s),
-        "workload_s": round1(r.workload_s),
+        "setup_s": to_ms(r.setup_s),
+        "workload_s": to_ms(r.workload_s),
         "reproduce": f.reproduce,
     });
     serde_json::to_string_pretty(&doc).expect("verdicts serialise") + "\n"
 }
 
-fn round1(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
+/// Seconds rounded to the millisecond: what `verdicts.json` keeps, and what every report
+/// renders from, so a bundle re-rendered from its `verdicts.json` reads the same.
+fn to_ms(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
 }
 
 pub fn summary_md(f: &RunFacts<'_>, r: &RunReport) -> String {
@@ -40,7 +48,9 @@ pub fn summary_md(f: &RunFacts<'_>, r: &RunReport) -> String {
     let mut s = format!("# {} on {}: {}\n\n", f.scenario, f.profile, overall.name());
     s += &format!(
         "seed {} · {invoked} ops (ok {ok}, fail {fail}, info {info}) · environment up in {:.1}s · workload {:.1}s\n\n",
-        f.seed, r.setup_s, r.workload_s
+        f.seed,
+        to_ms(r.setup_s),
+        to_ms(r.workload_s)
     );
     s += "| invariant | verdict | evidence |\n|---|---|---|\n";
     for c in &r.results {
@@ -127,7 +137,7 @@ pub fn junit_suite(f: &RunFacts<'_>, r: &RunReport) -> String {
         "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{:.1}\">\n",
         xml(&name),
         r.results.len(),
-        r.setup_s + r.workload_s
+        to_ms(r.setup_s) + to_ms(r.workload_s)
     );
     s += &format!(
         "    <properties><property name=\"seed\" value=\"{}\"/><property name=\"reproduce\" value=\"{}\"/></properties>\n",

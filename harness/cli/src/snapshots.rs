@@ -1,0 +1,352 @@
+//! Snapshot tests of the rendered reports (`summary.md`, `junit.xml`, `verdicts.json`) for
+//! one fixed history, and validation of `verdicts.json` and `history.jsonl` against the
+//! checked-in JSON Schemas. `UPDATE_SNAPSHOTS=1 cargo nextest run -p chaos-cli snapshots`
+//! rewrites the snapshots after a deliberate change; review the diff before committing.
+
+use std::path::PathBuf;
+
+use chaos_engine::runner::RunReport;
+use chaos_model::{
+    AppointmentRow, Completion, Evidence, FaultAction, FaultEvent, History, Invoke, OpKind,
+    Profile, Record, Scenario, Slot,
+};
+
+use crate::report::{self, RunFacts};
+use crate::schema::{history_errors, schema_errors};
+
+const SCENARIO: &str = r#"
+name = "fixture"
+description = "a fixed history: one double booking, one lost booking, a fault"
+target = "mediconnect"
+
+[workload]
+duration = "1s"
+rate = 10
+clients = 3
+
+[[faults]]
+at = "200ms"
+kill = "redis"
+restart_after = "300ms"
+
+[invariants]
+no_double_booking = {}
+acknowledged_durable = {}
+auth_fails_closed = {}
+latency = { steady = { p99 = "50ms" } }
+"#;
+
+const HOT: Slot = Slot {
+    provider: 1,
+    start: 1_893_999_600,
+};
+
+fn invoke(op: u64, f: OpKind, slot: Option<Slot>, t: u64) -> Record {
+    Record::Invoke(Invoke {
+        op,
+        process: op as u32 % 3,
+        f,
+        slot,
+        due_us: t,
+        time_us: t + 40,
+    })
+}
+
+fn done(op: u64, t: u64, status: u16, appointment: Option<&str>) -> Completion {
+    Completion {
+        op,
+        time_us: t,
+        status: Some(status),
+        appointment: appointment.map(str::to_string),
+        error: None,
+    }
+}
+
+/// Ops 1 and 2 both get the hot slot; op 3's booking is lost; op 4 times out; op 5 is a
+/// forged token refused; op 6 a slow read.
+fn fixture() -> (Scenario, History, Evidence) {
+    let scenario = Scenario::parse("fixture.toml", SCENARIO).expect("the fixture parses");
+    let other = Slot { provider: 2, ..HOT };
+    let history = History::new(vec![
+        invoke(1, OpKind::Book, Some(HOT), 10_000),
+        invoke(2, OpKind::Book, Some(HOT), 10_000),
+        Record::Ok(done(1, 22_000, 201, Some("a-1"))),
+        Record::Ok(done(2, 25_000, 201, Some("a-2"))),
+        Record::Fault(FaultEvent {
+            fault: 0,
+            name: "kill redis".into(),
+            action: FaultAction::Inject,
+            time_us: 200_000,
+            error: None,
+        }),
+        invoke(3, OpKind::Book, Some(other), 210_000),
+        Record::Ok(done(3, 230_000, 201, Some("a-3"))),
+        invoke(4, OpKind::Book, Some(other), 240_000),
+        Record::Info(Completion {
+            status: None,
+            error: Some("timeout after 2s".into()),
+            ..done(4, 2_240_000, 0, None)
+        }),
+        Record::Fault(FaultEvent {
+            fault: 0,
+            name: "kill redis".into(),
+            action: FaultAction::Heal,
+            time_us: 500_000,
+            error: None,
+        }),
+        invoke(5, OpKind::Forged, None, 600_000),
+        Record::Fail(done(5, 601_000, 401, None)),
+        invoke(6, OpKind::Availability, None, 700_000),
+        Record::Ok(done(6, 790_000, 200, None)),
+    ]);
+    let row = |id: &str, slot: Slot| AppointmentRow {
+        id: id.into(),
+        patient: 1,
+        slot,
+        status: "booked".into(),
+    };
+    let evidence = Evidence {
+        appointments: Some(vec![row("a-1", HOT), row("a-2", HOT)]),
+        ..Evidence::default()
+    };
+    (scenario, history, evidence)
+}
+
+fn rendered() -> Vec<(&'static str, String)> {
+    let (scenario, history, evidence) = fixture();
+    let results = chaos_check::check_all(&scenario, &history, &evidence);
+    let report = RunReport {
+        bundle: PathBuf::from("reports/runs/fixture/19700101T000000Z-7"),
+        run_id: "fixture-7".into(),
+        results,
+        counts: [6, 4, 1, 1],
+        setup_s: 1.25,
+        workload_s: 1.0,
+    };
+    let reproduce = crate::commands::reproduce_line(
+        std::path::Path::new("scenarios/fixture.toml"),
+        7,
+        Profile::Naive,
+    );
+    let facts = RunFacts {
+        scenario: "fixture",
+        profile: Profile::Naive,
+        seed: 7,
+        reproduce: &reproduce,
+    };
+    vec![
+        ("summary.md", report::summary_md(&facts, &report)),
+        (
+            "junit.xml",
+            report::junit_document(&[report::junit_suite(&facts, &report)]),
+        ),
+        ("verdicts.json", report::verdicts_json(&facts, &report)),
+    ]
+}
+
+fn snapshot_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(format!("fixture.{name}"))
+}
+
+#[test]
+fn reports_match_their_snapshots() {
+    let update = std::env::var_os("UPDATE_SNAPSHOTS").is_some();
+    let mut stale = Vec::new();
+    for (name, text) in rendered() {
+        let path = snapshot_path(name);
+        if update {
+            std::fs::write(&path, &text).unwrap();
+            continue;
+        }
+        let expected = std::fs::read_to_string(&path).unwrap_or_default();
+        if expected != text {
+            stale.push(format!(
+                "--- {} (expected)\n{expected}\n+++ rendered now\n{text}",
+                path.display()
+            ));
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "snapshots differ (UPDATE_SNAPSHOTS=1 to accept):\n{}",
+        stale.join("\n")
+    );
+}
+
+#[test]
+fn the_fixture_convicts_what_it_plants() {
+    let verdicts: serde_json::Value = serde_json::from_str(&rendered()[2].1).unwrap();
+    let by_name = |n: &str| {
+        verdicts["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["invariant"] == n)
+            .unwrap_or_else(|| panic!("no result for {n}"))
+            .clone()
+    };
+    assert_eq!(
+        by_name("no_double_booking")["ops"],
+        serde_json::json!([1, 2])
+    );
+    assert_eq!(
+        by_name("acknowledged_durable")["ops"],
+        serde_json::json!([3])
+    );
+    assert_eq!(by_name("auth_fails_closed")["verdict"], "valid");
+    assert_eq!(verdicts["verdict"], "invalid");
+}
+
+#[test]
+fn verdicts_and_history_follow_their_schemas() {
+    let verdicts: serde_json::Value = serde_json::from_str(&rendered()[2].1).unwrap();
+    let errors = schema_errors("verdicts.schema.json", &verdicts);
+    assert!(errors.is_empty(), "{errors:#?}");
+    let (_, history, _) = fixture();
+    let jsonl: String = history
+        .records
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap() + "\n")
+        .collect();
+    let errors = history_errors(&jsonl);
+    assert!(errors.is_empty(), "{errors:#?}");
+}
+
+#[test]
+fn the_schemas_refuse_what_they_must() {
+    let valid_unknown = serde_json::json!({
+        "scenario": "s", "profile": "naive", "seed": 1, "verdict": "unknown",
+        "results": [{ "invariant": "latency", "verdict": "unknown", "reason": "r", "detail": "d" }],
+        "ops": { "invoked": 0, "ok": 0, "fail": 0, "info": 0 },
+        "setup_s": 0.1, "workload_s": 0.0, "reproduce": "chaos run f.toml --seed 1 --profile naive"
+    });
+    assert!(schema_errors("verdicts.schema.json", &valid_unknown).is_empty());
+    let mut no_reason = valid_unknown.clone();
+    no_reason["results"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("reason");
+    assert!(!schema_errors("verdicts.schema.json", &no_reason).is_empty());
+    let mut bad_profile = valid_unknown;
+    bad_profile["profile"] = "sturdy".into();
+    assert!(!schema_errors("verdicts.schema.json", &bad_profile).is_empty());
+    assert!(
+        !history_errors(r#"{"type":"ok","op":1}"#).is_empty(),
+        "ok needs time_us"
+    );
+    assert!(
+        !history_errors(r#"{"type":"invoke","op":1,"process":0,"f":"fly","due_us":0,"time_us":0}"#)
+            .is_empty()
+    );
+}
+
+/// The fixture as a bundle on disk, as the engine would have left it (before the reports).
+fn fixture_bundle(name: &str, scenario_name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("chaos-fixture-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("evidence")).unwrap();
+    let (_, history, evidence) = fixture();
+    let text = SCENARIO.replace("name = \"fixture\"", &format!("name = \"{scenario_name}\""));
+    std::fs::write(
+        dir.join("scenario.toml"),
+        format!("# as run: profile = \"naive\", seed = 7\n{text}"),
+    )
+    .unwrap();
+    let jsonl: String = history
+        .records
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap() + "\n")
+        .collect();
+    std::fs::write(dir.join("history.jsonl"), jsonl).unwrap();
+    std::fs::write(
+        dir.join("evidence/evidence.json"),
+        serde_json::to_string(&evidence).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.join("verdicts.json"), &rendered()[2].1).unwrap();
+    dir
+}
+
+#[test]
+fn report_rerenders_a_bundle_with_links_to_the_proof() {
+    let dir = fixture_bundle("rerender", "fixture");
+    let code = crate::commands::render::run(Some(&dir), None);
+    assert_eq!(code, crate::exit::INVALID, "the fixture plants violations");
+    let read = |n: &str| std::fs::read_to_string(dir.join(n)).unwrap();
+    let run = rendered();
+    assert_eq!(
+        read("summary.md"),
+        run[0].1,
+        "re-rendered as the run rendered it"
+    );
+    assert_eq!(read("junit.xml"), run[1].1);
+    let html = read("report.html");
+    for needle in [
+        "<a href=\"#op-1\">1</a>, <a href=\"#op-2\">2</a>",
+        "<tr id=\"op-1\">",
+        "<tr id=\"op-3\">",
+        "<svg",
+        "fault active",
+        "kill redis",
+    ] {
+        assert!(html.contains(needle), "report.html lacks {needle}");
+    }
+    assert!(!html.contains("<script") && !html.contains("http-equiv") && !html.contains("src="));
+    let verdicts: serde_json::Value = serde_json::from_str(&read("verdicts.json")).unwrap();
+    assert!(schema_errors("verdicts.schema.json", &verdicts).is_empty());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn report_refuses_what_is_no_bundle() {
+    let dir = std::env::temp_dir().join(format!("chaos-no-bundle-{}", std::process::id()));
+    assert_eq!(
+        crate::commands::render::run(Some(&dir), None),
+        crate::exit::USAGE
+    );
+    let bundle = fixture_bundle("bad-header", "fixture");
+    let text = std::fs::read_to_string(bundle.join("scenario.toml")).unwrap();
+    std::fs::write(
+        bundle.join("scenario.toml"),
+        &text[text.find('\n').unwrap() + 1..],
+    )
+    .unwrap();
+    assert_eq!(
+        crate::commands::render::run(Some(&bundle), None),
+        crate::exit::USAGE
+    );
+    std::fs::remove_dir_all(&bundle).unwrap();
+}
+
+#[test]
+fn compare_shows_phase_deltas_and_refuses_different_scenarios() {
+    use crate::report::bundle::Bundle;
+    let a = fixture_bundle("compare-a", "fixture");
+    let b = fixture_bundle("compare-b", "fixture");
+    let c = fixture_bundle("compare-c", "another");
+    let text =
+        crate::report::compare::compare(&Bundle::load(&a).unwrap(), &Bundle::load(&b).unwrap())
+            .unwrap();
+    // Op 6 is due at 0.7 s (steady: the recovery window is 5 s by default, so it is
+    // recovery), ops 3 and 4 in the fault window.
+    assert!(
+        text.contains("| fault | 2 → 2 | 20.0ms → 20.0ms +0us (+0%) |"),
+        "{text}"
+    );
+    assert!(
+        text.contains("| no_double_booking | invalid | invalid |"),
+        "{text}"
+    );
+    let refused =
+        crate::report::compare::compare(&Bundle::load(&a).unwrap(), &Bundle::load(&c).unwrap());
+    assert!(refused.unwrap_err().contains("different scenarios"));
+    assert_eq!(
+        crate::commands::render::run(None, Some(&[a.clone(), c.clone()])),
+        crate::exit::USAGE
+    );
+    for d in [a, b, c] {
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}
