@@ -32,9 +32,9 @@ test-fast: build
 test-e2e: build
     cargo nextest run --workspace --profile e2e
 
-# Benchmarks (release build): the proxy's overhead, as is and with every thread on one CPU
+# Benchmarks (release build): the proxy's overhead (as is, and every thread on one CPU), then every checker on a 1M-op history
 bench:
-    cargo bench -p chaos-engine --bench proxy && CHAOS_BENCH_PIN=0 cargo bench -p chaos-engine --bench proxy
+    cargo bench -p chaos-engine --bench proxy && CHAOS_BENCH_PIN=0 cargo bench -p chaos-engine --bench proxy && cargo bench -p chaos-check --bench checkers
 
 # Benchmark of MediConnect itself (release build): capacity, p99 at 200 bookings/s, slots at 1M rows
 bench-target:

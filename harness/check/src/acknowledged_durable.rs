@@ -2,20 +2,26 @@
 //! its appointment id) is still a live row in the database when the run is over. The
 //! workload never cancels, so a missing or cancelled row is an acknowledged write lost.
 
-use std::collections::BTreeMap;
+use crate::fasthash::FastMap;
 
 use chaos_model::{CheckResult, Evidence, History, OpKind, Outcome, Verdict};
+
+use crate::view::View;
 
 pub const NAME: &str = "acknowledged_durable";
 
 pub fn check_acknowledged_durable(history: &History, evidence: &Evidence) -> CheckResult {
-    let Some(rows) = &evidence.appointments else {
+    check(&View::new(history, evidence))
+}
+
+pub(crate) fn check(v: &View<'_>) -> CheckResult {
+    let Some(rows) = &v.evidence.appointments else {
         return CheckResult::new(
             NAME,
             Verdict::unknown("the database rows could not be read".to_string()),
         );
     };
-    let status: BTreeMap<&str, &str> = rows
+    let status: FastMap<&str, &str> = rows
         .iter()
         .map(|r| (r.id.as_str(), r.status.as_str()))
         .collect();
@@ -23,11 +29,11 @@ pub fn check_acknowledged_durable(history: &History, evidence: &Evidence) -> Che
     let mut lost_ops = Vec::new();
     let mut lost_rows = Vec::new();
     // `info` bookings may or may not have happened: only an `ok` is a promise to keep.
-    for o in history.ops() {
+    for o in &v.ops {
         if o.f != OpKind::Book || o.outcome != Outcome::Ok {
             continue;
         }
-        let Some(id) = o.appointment.as_deref() else {
+        let Some(id) = o.appointment else {
             continue;
         };
         acked += 1;

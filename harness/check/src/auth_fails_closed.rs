@@ -4,14 +4,16 @@
 
 use chaos_model::{CheckResult, History, OpKind, Outcome, Verdict};
 
+use crate::view::{View, with_history};
+
 pub const NAME: &str = "auth_fails_closed";
 
 pub fn check_auth_fails_closed(history: &History) -> CheckResult {
-    let forged: Vec<_> = history
-        .ops()
-        .into_iter()
-        .filter(|o| o.f == OpKind::Forged)
-        .collect();
+    with_history(history, check)
+}
+
+pub(crate) fn check(v: &View<'_>) -> CheckResult {
+    let forged: Vec<_> = v.ops.iter().filter(|o| o.f == OpKind::Forged).collect();
     if forged.is_empty() {
         return CheckResult::new(
             NAME,

@@ -3,7 +3,7 @@
 //! stub's call log after the quiesce period: a resource is created by a POST answered 201,
 //! or by the first PUT to an id answered 201; each names our appointment in `identifier`.
 
-use std::collections::BTreeMap;
+use crate::fasthash::FastMap;
 
 use chaos_model::{CheckResult, Evidence, Verdict};
 
@@ -21,8 +21,10 @@ pub fn check_ehr_sync(evidence: &Evidence) -> CheckResult {
         return unknown("no appointment exists: nothing exercised the invariant");
     }
     // Per appointment: the stub calls that created a resource, and the last status pushed.
-    let mut created: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
-    let mut last: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut created: FastMap<&str, Vec<u64>> = FastMap::default();
+    let mut last: FastMap<&str, &str> = FastMap::default();
+    created.reserve(rows.len());
+    last.reserve(rows.len());
     for c in calls.iter().filter(|c| (200..300).contains(&c.status)) {
         let Some(id) = c.body["identifier"][0]["value"].as_str() else {
             continue;

@@ -7,6 +7,7 @@ use chaos_model::{CheckResult, History, LatencyBounds, Verdict};
 
 use crate::fmt_us;
 use crate::phases::PhaseMap;
+use crate::view::{View, with_history};
 
 pub const NAME: &str = "latency";
 
@@ -14,9 +15,13 @@ pub const NAME: &str = "latency";
 const MAX_PROOF_OPS: usize = 20;
 
 pub fn check_latency(bounds: &LatencyBounds, history: &History, phases: &PhaseMap) -> CheckResult {
+    with_history(history, |v| check(bounds, v, phases))
+}
+
+pub(crate) fn check(bounds: &LatencyBounds, v: &View<'_>, phases: &PhaseMap) -> CheckResult {
     let mut samples: BTreeMap<&str, Vec<(u64, u64)>> = BTreeMap::new();
     let mut incomplete = 0usize;
-    for op in history.ops() {
+    for op in &v.ops {
         let Some(lat) = op.latency_us() else {
             incomplete += 1;
             continue;

@@ -7,6 +7,7 @@ mod acknowledged_durable;
 mod auth_fails_closed;
 mod deliveries;
 mod ehr_sync;
+mod fasthash;
 mod faults_applied;
 mod latency;
 mod no_double_booking;
@@ -16,6 +17,7 @@ mod phases;
 mod recovery;
 mod served;
 mod success_ratio;
+mod view;
 
 use chaos_model::{CheckResult, Evidence, History, Scenario};
 
@@ -34,37 +36,38 @@ pub use success_ratio::check_success_ratio;
 /// Run every invariant the scenario enables, in the scenario's report order.
 pub fn check_all(scenario: &Scenario, history: &History, evidence: &Evidence) -> Vec<CheckResult> {
     let mut out = Vec::new();
+    let v = view::View::new(history, evidence);
+    let inv = &scenario.invariants;
+    let phases = PhaseMap::new(history, scenario.phases.recovery);
     if !scenario.faults.is_empty() {
         out.push(check_faults_applied(scenario, history));
     }
-    if scenario.invariants.no_double_booking.is_some() {
-        out.push(check_no_double_booking(history, evidence));
+    if inv.no_double_booking.is_some() {
+        out.push(no_double_booking::check(&v));
     }
-    if scenario.invariants.acknowledged_durable.is_some() {
-        out.push(check_acknowledged_durable(history, evidence));
+    if inv.acknowledged_durable.is_some() {
+        out.push(acknowledged_durable::check(&v));
     }
-    if let Some(bounds) = &scenario.invariants.latency {
-        let phases = PhaseMap::new(history, scenario.phases.recovery);
-        out.push(check_latency(bounds, history, &phases));
+    if let Some(bounds) = &inv.latency {
+        out.push(latency::check(bounds, &v, &phases));
     }
-    if scenario.invariants.auth_fails_closed.is_some() {
-        out.push(check_auth_fails_closed(history));
+    if inv.auth_fails_closed.is_some() {
+        out.push(auth_fails_closed::check(&v));
     }
-    if let Some(ratios) = &scenario.invariants.success_ratio {
-        let phases = PhaseMap::new(history, scenario.phases.recovery);
-        out.push(check_success_ratio(ratios, history, &phases));
+    if let Some(ratios) = &inv.success_ratio {
+        out.push(success_ratio::check(ratios, &v, &phases));
     }
-    if let Some(bound) = &scenario.invariants.recovery {
-        out.push(check_recovery(bound, history));
+    if let Some(bound) = &inv.recovery {
+        out.push(recovery::check(bound, &v));
     }
-    if scenario.invariants.ehr_sync.is_some() {
+    if inv.ehr_sync.is_some() {
         out.push(check_ehr_sync(evidence));
     }
-    if scenario.invariants.no_duplicate_reminders.is_some() {
-        out.push(check_no_duplicate_reminders(history, evidence));
+    if inv.no_duplicate_reminders.is_some() {
+        out.push(no_duplicate_reminders::check(&v));
     }
-    if scenario.invariants.no_lost_reminders.is_some() {
-        out.push(check_no_lost_reminders(history, evidence));
+    if inv.no_lost_reminders.is_some() {
+        out.push(no_lost_reminders::check(&v));
     }
     out
 }

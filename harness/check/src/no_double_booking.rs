@@ -1,32 +1,42 @@
 //! No double booking: no slot holds two live appointments, judged from the client history
 //! (two acknowledged bookings of one slot) and from the database rows.
 
-use std::collections::BTreeMap;
-
 use chaos_model::{CheckResult, Evidence, History, OpKind, Outcome, Slot, Verdict};
+
+use crate::view::View;
 
 pub const NAME: &str = "no_double_booking";
 
 pub fn check_no_double_booking(history: &History, evidence: &Evidence) -> CheckResult {
-    let ops = history.ops();
+    check(&View::new(history, evidence))
+}
+
+pub(crate) fn check(v: &View<'_>) -> CheckResult {
+    let (ops, evidence) = (&v.ops, v.evidence);
     let books: Vec<_> = ops.iter().filter(|o| o.f == OpKind::Book).collect();
     let acked: Vec<_> = books.iter().filter(|o| o.outcome == Outcome::Ok).collect();
     let unknown = books.iter().filter(|o| o.outcome == Outcome::Info).count();
 
     // From the history: an `ok` is proof that the system promised the slot to that client.
     // `info` bookings may have happened too, but prove nothing, so they never convict.
-    let mut by_slot: BTreeMap<Slot, BTreeMap<&str, u64>> = BTreeMap::new();
-    for o in &acked {
-        let (Some(slot), Some(appt)) = (o.slot, o.appointment.as_deref()) else {
-            continue;
-        };
-        by_slot.entry(slot).or_default().entry(appt).or_insert(o.id);
-    }
+    // (slot, appointment, op), sorted: a slot with two appointments is a double booking;
+    // the same appointment twice (an idempotent replay) is not.
+    let mut owners: Vec<(Slot, &str, u64)> = acked
+        .iter()
+        .filter_map(|o| Some((o.slot?, o.appointment?, o.id)))
+        .collect();
+    owners.sort_unstable();
     let mut ops_proof = Vec::new();
     let mut slots_in_history = 0;
-    for owners in by_slot.values().filter(|m| m.len() > 1) {
-        slots_in_history += 1;
-        ops_proof.extend(owners.values().copied());
+    for group in owners.chunk_by(|a, b| a.0 == b.0) {
+        let mut first_op_per_appointment: Vec<u64> = group
+            .chunk_by(|a, b| a.1 == b.1)
+            .map(|same| same[0].2)
+            .collect();
+        if first_op_per_appointment.len() > 1 {
+            slots_in_history += 1;
+            ops_proof.append(&mut first_op_per_appointment);
+        }
     }
     ops_proof.sort_unstable();
 
@@ -34,13 +44,20 @@ pub fn check_no_double_booking(history: &History, evidence: &Evidence) -> CheckR
     let mut rows_proof = Vec::new();
     let mut slots_in_db = 0;
     if let Some(rows) = &evidence.appointments {
-        let mut live: BTreeMap<Slot, Vec<&str>> = BTreeMap::new();
-        for r in rows.iter().filter(|r| r.status == "booked") {
-            live.entry(r.slot).or_default().push(&r.id);
-        }
-        for (slot, ids) in live.iter().filter(|(_, ids)| ids.len() > 1) {
+        // Stable by slot, so each slot's rows keep the database's order.
+        let mut live: Vec<(Slot, &str)> = rows
+            .iter()
+            .filter(|r| r.status == "booked")
+            .map(|r| (r.slot, r.id.as_str()))
+            .collect();
+        live.sort_by_key(|l| l.0);
+        for group in live.chunk_by(|a, b| a.0 == b.0).filter(|g| g.len() > 1) {
             slots_in_db += 1;
-            rows_proof.extend(ids.iter().map(|id| format!("appointment {id} ({slot})")));
+            rows_proof.extend(
+                group
+                    .iter()
+                    .map(|(slot, id)| format!("appointment {id} ({slot})")),
+            );
         }
     }
 

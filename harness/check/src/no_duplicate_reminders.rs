@@ -3,22 +3,26 @@
 
 use chaos_model::{CheckResult, Evidence, History, Verdict};
 
-use crate::deliveries::{booking_ops, deliveries};
+use crate::view::View;
 
 pub const NAME: &str = "no_duplicate_reminders";
 
 pub fn check_no_duplicate_reminders(history: &History, evidence: &Evidence) -> CheckResult {
-    let Some(delivered) = deliveries(evidence) else {
+    check(&View::new(history, evidence))
+}
+
+pub(crate) fn check(v: &View<'_>) -> CheckResult {
+    let Some(delivered) = v.deliveries() else {
         return CheckResult::new(
             NAME,
             Verdict::unknown("the stubs' call logs were not collected"),
         );
     };
-    let ops = booking_ops(history);
+    let ops = v.booking_ops();
     let mut rows = Vec::new();
     let mut proof_ops = Vec::new();
     let mut extra = 0;
-    for ((id, kind, channel), seqs) in delivered.iter().filter(|(_, s)| s.len() > 1) {
+    for ((id, kind, channel), seqs) in delivered.repeated() {
         extra += seqs.len() - 1;
         let seqs: Vec<String> = seqs.iter().map(u64::to_string).collect();
         rows.push(format!(
@@ -31,13 +35,13 @@ pub fn check_no_duplicate_reminders(history: &History, evidence: &Evidence) -> C
     proof_ops.sort_unstable();
     proof_ops.dedup();
     let (verdict, detail) = if rows.is_empty() {
-        if delivered.is_empty() {
+        if delivered.distinct() == 0 {
             let reason = "no reminder was delivered: nothing exercised the invariant".to_string();
             Verdict::unknown(reason)
         } else {
             (
                 Verdict::Valid,
-                format!("{} deliveries, none repeated", delivered.len()),
+                format!("{} deliveries, none repeated", delivered.distinct()),
             )
         }
     } else {

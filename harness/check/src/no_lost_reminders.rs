@@ -5,32 +5,38 @@
 
 use chaos_model::{CheckResult, Evidence, History, Verdict};
 
-use crate::deliveries::{booking_ops, deliveries};
+use crate::deliveries::channel_bit;
+use crate::view::View;
 
 pub const NAME: &str = "no_lost_reminders";
 const CHANNELS: [&str; 2] = ["sms", "email"];
 
 pub fn check_no_lost_reminders(history: &History, evidence: &Evidence) -> CheckResult {
+    check(&View::new(history, evidence))
+}
+
+pub(crate) fn check(v: &View<'_>) -> CheckResult {
+    let evidence = v.evidence;
     let unknown = |reason: &str| CheckResult::new(NAME, Verdict::unknown(reason));
     let Some(rows) = &evidence.appointments else {
         return unknown("the appointment rows were not collected");
     };
-    let Some(delivered) = deliveries(evidence) else {
+    let Some(delivered) = v.deliveries() else {
         return unknown("the stubs' call logs were not collected");
     };
     if rows.is_empty() {
         return unknown("no appointment exists: nothing exercised the invariant");
     }
-    let ops = booking_ops(history);
+    let ops = v.booking_ops();
+    let confirmed = delivered.confirmed();
     let mut missing = Vec::new();
     let mut proof_ops = Vec::new();
     for row in rows {
+        let reached = confirmed.get(row.id.as_str()).copied().unwrap_or(0);
         let lost: Vec<&str> = CHANNELS
             .iter()
             .copied()
-            .filter(|ch| {
-                !delivered.contains_key(&(row.id.clone(), "confirmation".to_string(), *ch))
-            })
+            .filter(|ch| reached & channel_bit(ch) == 0)
             .collect();
         if !lost.is_empty() {
             missing.push(format!(
@@ -39,7 +45,7 @@ pub fn check_no_lost_reminders(history: &History, evidence: &Evidence) -> CheckR
                 row.slot,
                 lost.join(" or ")
             ));
-            proof_ops.extend(ops.get(&row.id).copied());
+            proof_ops.extend(ops.get(row.id.as_str()).copied());
         }
     }
     proof_ops.sort_unstable();

@@ -5,11 +5,17 @@ use chaos_model::{CheckResult, FaultAction, History, RecoveryBound, Verdict};
 
 use crate::fmt_us;
 use crate::served::{counts, served};
+use crate::view::{View, with_history};
 
 pub const NAME: &str = "recovery";
 
 pub fn check_recovery(bound: &RecoveryBound, history: &History) -> CheckResult {
-    let mut ops: Vec<_> = history.ops().into_iter().filter(counts).collect();
+    with_history(history, |v| check(bound, v))
+}
+
+pub(crate) fn check(bound: &RecoveryBound, v: &View<'_>) -> CheckResult {
+    let history = v.history;
+    let mut ops: Vec<_> = v.ops.iter().filter(|o| counts(o)).collect();
     ops.sort_by_key(|o| (o.due_us, o.id));
     let heals: Vec<(u64, String)> = history
         .faults()

@@ -7,6 +7,7 @@ use chaos_model::{CheckResult, History, Op, PhaseRatios, Verdict};
 
 use crate::phases::PhaseMap;
 use crate::served::{counts, served};
+use crate::view::{View, with_history};
 
 pub const NAME: &str = "success_ratio";
 const MAX_PROOF_OPS: usize = 20;
@@ -16,8 +17,12 @@ pub fn check_success_ratio(
     history: &History,
     phases: &PhaseMap,
 ) -> CheckResult {
-    let mut by_phase: BTreeMap<&str, Vec<Op>> = BTreeMap::new();
-    for op in history.ops().into_iter().filter(counts) {
+    with_history(history, |v| check(bounds, v, phases))
+}
+
+pub(crate) fn check(bounds: &PhaseRatios, v: &View<'_>, phases: &PhaseMap) -> CheckResult {
+    let mut by_phase: BTreeMap<&str, Vec<&Op>> = BTreeMap::new();
+    for op in v.ops.iter().filter(|o| counts(o)) {
         by_phase
             .entry(phases.at(op.due_us).as_str())
             .or_default()

@@ -128,9 +128,9 @@ impl Record {
     }
 }
 
-/// An op with its invocation and completion paired.
+/// An op with its invocation and completion paired; its strings borrow from the history.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Op {
+pub struct Op<'a> {
     pub id: u64,
     pub process: u32,
     pub f: OpKind,
@@ -141,11 +141,11 @@ pub struct Op {
     /// None when the op never completed (the run ended first): treated as `info`.
     pub complete_us: Option<u64>,
     pub status: Option<u16>,
-    pub appointment: Option<String>,
-    pub error: Option<String>,
+    pub appointment: Option<&'a str>,
+    pub error: Option<&'a str>,
 }
 
-impl Op {
+impl Op<'_> {
     /// Latency from the op's due time (open loop: a stalled client cannot hide a stall).
     pub fn latency_us(&self) -> Option<u64> {
         self.complete_us.map(|c| c.saturating_sub(self.due_us))
@@ -179,30 +179,47 @@ impl History {
 
     /// Pair invocations with completions, ordered by op id. A completion without an
     /// invocation is a recorder bug and panics.
-    pub fn ops(&self) -> Vec<Op> {
-        let mut ops: BTreeMap<u64, Op> = BTreeMap::new();
+    /// Every op, in id order. Op ids are dense (the recorder numbers them from 1), so a
+    /// table indexed by id finds an op's invoke; sparse ids fall back to a map.
+    pub fn ops(&self) -> Vec<Op<'_>> {
+        let mut ops: Vec<Op<'_>> = Vec::with_capacity(self.records.len() / 2 + 1);
+        let dense_limit = self.records.len() as u64 * 2 + 16;
+        let mut dense: Vec<u32> = Vec::new();
+        let mut sparse: BTreeMap<u64, u32> = BTreeMap::new();
         for r in &self.records {
             match r {
                 Record::Invoke(i) => {
-                    ops.insert(
-                        i.op,
-                        Op {
-                            id: i.op,
-                            process: i.process,
-                            f: i.f,
-                            slot: i.slot,
-                            due_us: i.due_us,
-                            invoke_us: i.time_us,
-                            outcome: Outcome::Info,
-                            complete_us: None,
-                            status: None,
-                            appointment: None,
-                            error: None,
-                        },
-                    );
+                    let at = u32::try_from(ops.len()).expect("fewer than 4G ops");
+                    if i.op < dense_limit {
+                        let k = i.op as usize;
+                        if dense.len() <= k {
+                            dense.resize(k + 1, u32::MAX);
+                        }
+                        dense[k] = at;
+                    } else {
+                        sparse.insert(i.op, at);
+                    }
+                    ops.push(Op {
+                        id: i.op,
+                        process: i.process,
+                        f: i.f,
+                        slot: i.slot,
+                        due_us: i.due_us,
+                        invoke_us: i.time_us,
+                        outcome: Outcome::Info,
+                        complete_us: None,
+                        status: None,
+                        appointment: None,
+                        error: None,
+                    });
                 }
                 Record::Ok(c) | Record::Fail(c) | Record::Info(c) => {
-                    let op = ops.get_mut(&c.op).unwrap_or_else(|| {
+                    let at = if c.op < dense_limit {
+                        dense.get(c.op as usize).copied().filter(|&a| a != u32::MAX)
+                    } else {
+                        sparse.get(&c.op).copied()
+                    };
+                    let op = at.map(|a| &mut ops[a as usize]).unwrap_or_else(|| {
                         panic!("history: completion of op {} before its invoke", c.op)
                     });
                     op.outcome = match r {
@@ -212,13 +229,15 @@ impl History {
                     };
                     op.complete_us = Some(c.time_us);
                     op.status = c.status;
-                    op.appointment.clone_from(&c.appointment);
-                    op.error.clone_from(&c.error);
+                    op.appointment = c.appointment.as_deref();
+                    op.error = c.error.as_deref();
                 }
                 Record::Fault(_) => {}
             }
         }
-        ops.into_values().collect()
+        // Invokes are recorded in id order already; a stable sort of sorted input is linear.
+        ops.sort_by_key(|o| o.id);
+        ops
     }
 
     pub fn faults(&self) -> impl Iterator<Item = &FaultEvent> {

@@ -222,11 +222,7 @@ fn ops_table(h: &mut String, r: &RunReport, history: &History) {
             },
             o.outcome,
             o.status.map_or(String::new(), |s| s.to_string()),
-            esc(o
-                .appointment
-                .as_deref()
-                .or(o.error.as_deref())
-                .unwrap_or("")),
+            esc(o.appointment.or(o.error).unwrap_or("")),
         );
     }
     *h += "</table>\n";

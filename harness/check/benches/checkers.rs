@@ -1,0 +1,152 @@
+//! Benchmark of every checker on a generated 1,000,000-op history (goal: at least 1M ops/s
+//! on one core for all of them together). `cargo bench -p chaos-check --bench checkers`;
+//! `CHAOS_BENCH_OPS=N` changes the size. Prints each checker's share, then the total.
+
+#[path = "../tests/support/generate.rs"]
+mod generate;
+
+use std::time::{Duration, Instant};
+
+use chaos_check::{PhaseMap, check_all};
+use chaos_model::History;
+
+const RUNS: usize = 3;
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn time<T>(f: impl Fn() -> T) -> Duration {
+    median(
+        (0..RUNS)
+            .map(|_| {
+                let t = Instant::now();
+                std::hint::black_box(f());
+                t.elapsed()
+            })
+            .collect(),
+    )
+}
+
+fn main() {
+    let n: usize = std::env::var("CHAOS_BENCH_OPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let scenario = generate::scenario();
+    let w = generate::clean(&generate::intents(42, n, (n as u32 / 3).max(1)), true);
+    let rows = w.evidence.appointments.as_ref().map_or(0, Vec::len);
+    let calls = w.evidence.stub_calls.values().map(Vec::len).sum::<usize>();
+    let jsonl: String = w
+        .history
+        .records
+        .iter()
+        .map(|r| serde_json::to_string(r).expect("records serialise") + "\n")
+        .collect();
+    println!(
+        "checkers on {n} ops ({} records, {:.0} MB of history.jsonl), {rows} appointment rows, {} stub calls; median of {RUNS}",
+        w.history.records.len(),
+        jsonl.len() as f64 / 1e6,
+        calls
+    );
+    let parse = time(|| History::from_jsonl(&jsonl).expect("parses"));
+    println!(
+        "  {:<24} {:>8.1} ms  ({:.2}M ops/s)",
+        "parse history.jsonl",
+        parse.as_secs_f64() * 1e3,
+        n as f64 / parse.as_secs_f64() / 1e6
+    );
+    // Check what a run checks: the history and evidence as read back from the bundle's files.
+    let history = History::from_jsonl(&jsonl).expect("parses");
+    let evidence: chaos_model::Evidence =
+        serde_json::from_str(&serde_json::to_string(&w.evidence).expect("evidence serialises"))
+            .expect("evidence parses");
+    drop(w);
+    let (h, ev, s) = (&history, &evidence, &scenario);
+    let fold = time(|| h.ops());
+    println!(
+        "  {:<24} {:>8.1} ms  (shared by every checker below)",
+        "history -> ops",
+        fold.as_secs_f64() * 1e3
+    );
+    let phases = || PhaseMap::new(h, s.phases.recovery);
+    let inv = &s.invariants;
+    type Checker<'a> = (&'static str, Box<dyn Fn() + 'a>);
+    let each: Vec<Checker<'_>> = vec![
+        (
+            "faults_applied",
+            Box::new(|| drop(chaos_check::check_faults_applied(s, h))),
+        ),
+        (
+            "no_double_booking",
+            Box::new(|| drop(chaos_check::check_no_double_booking(h, ev))),
+        ),
+        (
+            "acknowledged_durable",
+            Box::new(|| drop(chaos_check::check_acknowledged_durable(h, ev))),
+        ),
+        (
+            "latency",
+            Box::new(|| {
+                drop(chaos_check::check_latency(
+                    inv.latency.as_ref().expect("set"),
+                    h,
+                    &phases(),
+                ))
+            }),
+        ),
+        (
+            "auth_fails_closed",
+            Box::new(|| drop(chaos_check::check_auth_fails_closed(h))),
+        ),
+        (
+            "success_ratio",
+            Box::new(|| {
+                drop(chaos_check::check_success_ratio(
+                    inv.success_ratio.as_ref().expect("set"),
+                    h,
+                    &phases(),
+                ))
+            }),
+        ),
+        (
+            "recovery",
+            Box::new(|| {
+                drop(chaos_check::check_recovery(
+                    inv.recovery.as_ref().expect("set"),
+                    h,
+                ))
+            }),
+        ),
+        (
+            "ehr_sync",
+            Box::new(|| drop(chaos_check::check_ehr_sync(ev))),
+        ),
+        (
+            "no_duplicate_reminders",
+            Box::new(|| drop(chaos_check::check_no_duplicate_reminders(h, ev))),
+        ),
+        (
+            "no_lost_reminders",
+            Box::new(|| drop(chaos_check::check_no_lost_reminders(h, ev))),
+        ),
+    ];
+    for (name, f) in &each {
+        let d = time(f);
+        println!("  {name:<24} {:>8.1} ms", d.as_secs_f64() * 1e3);
+    }
+    let all = time(|| check_all(s, h, ev));
+    let rate = n as f64 / all.as_secs_f64();
+    println!(
+        "  {:<24} {:>8.1} ms  => {:.2}M ops/s (goal >= 1M ops/s: {})",
+        "all (check_all)",
+        all.as_secs_f64() * 1e3,
+        rate / 1e6,
+        if rate >= 1e6 { "met" } else { "NOT met" }
+    );
+    let results = check_all(s, h, ev);
+    for r in &results {
+        println!("    {:<22} {}", r.invariant, r.verdict.name());
+    }
+}
