@@ -5,6 +5,7 @@
 
 mod acknowledged_durable;
 mod auth_fails_closed;
+mod bounded_calls;
 mod deliveries;
 mod ehr_sync;
 mod fasthash;
@@ -23,6 +24,7 @@ use chaos_model::{CheckResult, Evidence, History, Scenario};
 
 pub use acknowledged_durable::check_acknowledged_durable;
 pub use auth_fails_closed::check_auth_fails_closed;
+pub use bounded_calls::check_bounded_calls;
 pub use ehr_sync::check_ehr_sync;
 pub use faults_applied::check_faults_applied;
 pub use latency::{check_latency, nearest_rank};
@@ -68,6 +70,9 @@ pub fn check_all(scenario: &Scenario, history: &History, evidence: &Evidence) ->
     }
     if inv.no_lost_reminders.is_some() {
         out.push(no_lost_reminders::check(&v));
+    }
+    if let Some(bound) = &inv.bounded_calls {
+        out.push(check_bounded_calls(bound, evidence));
     }
     out
 }

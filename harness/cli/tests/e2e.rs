@@ -260,6 +260,41 @@ fn a_broker_kill_loses_reminders_on_naive_and_none_on_hardened() {
     }
 }
 
+/// 000:S1: with SendGrid refusing every call, naive requeues each failed reminder at once
+/// (hundreds of refused calls a second, and the SMS again every time); hardened backs off
+/// and opens its breaker, and every e-mail still gets through after the heal.
+#[test]
+fn a_dead_sendgrid_is_stormed_on_naive_and_not_on_hardened() {
+    let naive = run("sendgrid-down.toml", "naive", 4, &[]);
+    assert_eq!(naive.code, 1, "stderr:\n{}", naive.stderr);
+    let v = verdicts(&naive);
+    let storm = result(&v, "bounded_calls");
+    assert_eq!(storm["verdict"], "invalid", "{v}");
+    assert!(
+        storm["rows"][0]
+            .as_str()
+            .unwrap()
+            .contains("refused calls to sendgrid in second"),
+        "{storm}"
+    );
+    assert_eq!(result(&v, "no_duplicate_reminders")["verdict"], "invalid");
+    assert_nothing_left(&naive);
+    let hardened = run("sendgrid-down.toml", "hardened", 4, &[]);
+    assert_eq!(hardened.code, 0, "stdout:\n{}", hardened.stdout);
+    let v = verdicts(&hardened);
+    for inv in [
+        "bounded_calls",
+        "no_lost_reminders",
+        "no_duplicate_reminders",
+    ] {
+        assert_eq!(result(&v, inv)["verdict"], "valid", "{inv}: {v}");
+    }
+    assert_nothing_left(&hardened);
+    for r in [naive, hardened] {
+        let _ = std::fs::remove_dir_all(&r.out);
+    }
+}
+
 #[test]
 fn redis_kill_runs_to_a_verdict_on_both_profiles() {
     for profile in ["naive", "hardened"] {

@@ -18,9 +18,9 @@ pub use history::{
     Completion, FaultAction, FaultEvent, History, Invoke, Op, OpKind, Outcome, Record, Slot,
 };
 pub use scenario::{
-    Expect, Fault, FaultKind, Invariants, LatencyBounds, Mix, Percentiles, PhaseRatios, Phases,
-    Profile, RecoveryBound, Scenario, ScenarioError, Service, Stream, StubKnobs, TargetOptions,
-    Toxic, Workload,
+    CallBound, Expect, Fault, FaultKind, Invariants, LatencyBounds, Mix, Percentiles, PhaseRatios,
+    Phases, Profile, RecoveryBound, Scenario, ScenarioError, Service, Stream, StubKnobs,
+    TargetOptions, Toxic, Workload,
 };
 pub use suite::{Suite, SuiteRun};
 pub use verdict::{CheckResult, Verdict};

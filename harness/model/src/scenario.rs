@@ -429,6 +429,18 @@ pub struct Invariants {
     /// of the quiesce period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_lost_reminders: Option<Empty>,
+    /// Calls a stub refuses stay under a rate in every second of the run: retries back off
+    /// instead of storming a failing dependency (000:S1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bounded_calls: Option<CallBound>,
+}
+
+/// At most `max_failed_per_s` refused calls (status >= 400) to `stub` in any one second.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallBound {
+    pub stub: Service,
+    pub max_failed_per_s: u32,
 }
 
 /// Minimum share of served ops per phase, each in 0..=1.
@@ -605,6 +617,9 @@ impl Invariants {
         if self.no_lost_reminders.is_some() {
             v.push("no_lost_reminders");
         }
+        if self.bounded_calls.is_some() {
+            v.push("bounded_calls");
+        }
         v
     }
 }
@@ -659,6 +674,20 @@ impl Scenario {
         }
         if self.options.rate_limit == 0 {
             return bad("options.rate_limit", "expected at least 1 request a minute");
+        }
+        if let Some(b) = &self.invariants.bounded_calls {
+            if b.stub.is_killable() {
+                return bad(
+                    "invariants.bounded_calls.stub",
+                    "expected a stub: twilio, sendgrid or ehr",
+                );
+            }
+            if b.max_failed_per_s == 0 {
+                return bad(
+                    "invariants.bounded_calls.max_failed_per_s",
+                    "expected at least 1",
+                );
+            }
         }
         for (i, f) in self.findings.iter().enumerate() {
             let ok = f.split_once(':').is_some_and(|(seed, id)| {
@@ -967,6 +996,14 @@ latency = { steady = { p99 = "200ms" } }
         let text = GOOD.replace("kill = \"redis\"", "kill = \"twilio\"");
         let e = parse(&text).unwrap_err();
         assert_eq!(e.field, "faults[0].kill");
+
+        let bounded = |b: &str| format!("{GOOD}bounded_calls = {b}\n");
+        let s = parse(&bounded("{ stub = \"sendgrid\", max_failed_per_s = 40 }")).unwrap();
+        assert_eq!(s.invariants.enabled().last(), Some(&"bounded_calls"));
+        let e = parse(&bounded("{ stub = \"redis\", max_failed_per_s = 40 }")).unwrap_err();
+        assert_eq!(e.field, "invariants.bounded_calls.stub", "{e}");
+        let e = parse(&bounded("{ stub = \"ehr\", max_failed_per_s = 0 }")).unwrap_err();
+        assert_eq!(e.field, "invariants.bounded_calls.max_failed_per_s", "{e}");
     }
 
     #[test]
