@@ -15,6 +15,7 @@ mod no_double_booking;
 mod no_duplicate_reminders;
 mod no_lost_reminders;
 mod phases;
+mod readiness;
 mod recovery;
 mod served;
 mod success_ratio;
@@ -32,6 +33,7 @@ pub use no_double_booking::check_no_double_booking;
 pub use no_duplicate_reminders::check_no_duplicate_reminders;
 pub use no_lost_reminders::check_no_lost_reminders;
 pub use phases::{Phase, PhaseMap};
+pub use readiness::check_readiness;
 pub use recovery::check_recovery;
 pub use success_ratio::check_success_ratio;
 
@@ -73,6 +75,9 @@ pub fn check_all(scenario: &Scenario, history: &History, evidence: &Evidence) ->
     }
     if let Some(bound) = &inv.bounded_calls {
         out.push(check_bounded_calls(bound, evidence));
+    }
+    if let Some(bound) = &inv.readiness {
+        out.push(readiness::check(bound, scenario, &v));
     }
     out
 }

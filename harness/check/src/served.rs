@@ -1,12 +1,12 @@
 //! Whether an op was served: it succeeded, or the system gave a definite business answer
-//! (409: the slot is taken). Shared by the availability checkers, which leave out forged
-//! requests: those are probes that must fail.
+//! (409: the slot is taken). Shared by the availability checkers, which leave out probes:
+//! forged requests (which must fail) and readiness probes (which must fail during outages).
 
 use chaos_model::{Op, OpKind, Outcome};
 
 /// Whether an op counts towards availability at all.
 pub fn counts(op: &Op) -> bool {
-    op.f != OpKind::Forged
+    !matches!(op.f, OpKind::Forged | OpKind::Readiness)
 }
 
 pub fn served(op: &Op) -> bool {

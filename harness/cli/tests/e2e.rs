@@ -311,9 +311,19 @@ fn redis_kill_runs_to_a_verdict_on_both_profiles() {
             "valid",
             "{profile}: {v}"
         );
+        // Readiness reflects the dead Redis on both profiles, and says ready when steady.
+        assert_eq!(
+            result(&v, "readiness")["verdict"],
+            "valid",
+            "{profile}: {v}"
+        );
         let history = std::fs::read_to_string(r.out.join("history.jsonl")).unwrap();
         assert!(
             history.contains("\"action\":\"inject\"") && history.contains("\"action\":\"heal\"")
+        );
+        assert!(
+            history.contains("\"f\":\"readiness\""),
+            "probes are recorded"
         );
         assert_nothing_left(&r);
         let _ = std::fs::remove_dir_all(&r.out);

@@ -15,6 +15,8 @@ pub enum OpKind {
     Book,
     /// A request with a token that is no session: it must never succeed.
     Forged,
+    /// A probe of `/health/readiness` (no session): ok when ready, fail (503) when not.
+    Readiness,
 }
 
 impl OpKind {
@@ -24,6 +26,7 @@ impl OpKind {
             OpKind::Availability => "availability",
             OpKind::Book => "book",
             OpKind::Forged => "forged",
+            OpKind::Readiness => "readiness",
         }
     }
 }

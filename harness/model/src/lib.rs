@@ -19,8 +19,8 @@ pub use history::{
 };
 pub use scenario::{
     CallBound, Expect, Fault, FaultKind, Invariants, LatencyBounds, Mix, Percentiles, PhaseRatios,
-    Phases, Profile, RecoveryBound, Scenario, ScenarioError, Service, Stream, StubKnobs,
-    TargetOptions, Toxic, Workload,
+    Phases, Profile, ReadinessBound, RecoveryBound, Scenario, ScenarioError, Service, Stream,
+    StubKnobs, TargetOptions, Toxic, Workload,
 };
 pub use suite::{Suite, SuiteRun};
 pub use verdict::{CheckResult, Verdict};

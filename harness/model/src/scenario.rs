@@ -169,6 +169,15 @@ pub struct Mix {
     /// Requests carrying a token that is no session (probes of authentication).
     #[serde(default)]
     pub forged: f64,
+    /// Probes of `/health/readiness` (for the readiness invariant).
+    #[serde(default)]
+    pub readiness: f64,
+}
+
+impl Mix {
+    pub fn total(&self) -> f64 {
+        self.book + self.availability + self.forged + self.readiness
+    }
 }
 
 impl Default for Mix {
@@ -177,6 +186,7 @@ impl Default for Mix {
             book: 0.7,
             availability: 0.3,
             forged: 0.0,
+            readiness: 0.0,
         }
     }
 }
@@ -433,6 +443,22 @@ pub struct Invariants {
     /// instead of storming a failing dependency (000:S1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bounded_calls: Option<CallBound>,
+    /// `/health/readiness` says not ready while a dependency is killed (from `within` after
+    /// the kill to its restart) and ready in the steady phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness: Option<ReadinessBound>,
+}
+
+/// How long readiness may take to notice a killed dependency.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadinessBound {
+    #[serde(default = "default_readiness_within")]
+    pub within: Dur,
+}
+
+fn default_readiness_within() -> Dur {
+    Dur::from_secs(2)
 }
 
 /// At most `max_failed_per_s` refused calls (status >= 400) to `stub` in any one second.
@@ -620,6 +646,9 @@ impl Invariants {
         if self.bounded_calls.is_some() {
             v.push("bounded_calls");
         }
+        if self.readiness.is_some() {
+            v.push("readiness");
+        }
         v
     }
 }
@@ -689,6 +718,12 @@ impl Scenario {
                 );
             }
         }
+        if self.invariants.readiness.is_some() && self.workload.mix.readiness <= 0.0 {
+            return bad(
+                "invariants.readiness",
+                "needs readiness probes in the workload (workload.mix.readiness > 0)",
+            );
+        }
         for (i, f) in self.findings.iter().enumerate() {
             let ok = f.split_once(':').is_some_and(|(seed, id)| {
                 seed.len() == 3 && seed.bytes().all(|b| b.is_ascii_digit()) && !id.is_empty()
@@ -726,12 +761,13 @@ impl Scenario {
             ("book", w.mix.book),
             ("availability", w.mix.availability),
             ("forged", w.mix.forged),
+            ("readiness", w.mix.readiness),
         ] {
             if !(weight.is_finite() && weight >= 0.0) {
                 return bad(&format!("workload.mix.{name}"), "expected a weight >= 0");
             }
         }
-        if w.mix.book + w.mix.availability + w.mix.forged <= 0.0 {
+        if w.mix.total() <= 0.0 {
             return bad(
                 "workload.mix",
                 "at least one operation needs a weight above 0",

@@ -217,7 +217,9 @@ pub fn clean(intents: &[Intent], fault: bool) -> World {
                 }
             }
             OpKind::Forged => Record::Fail(answer(401, None)),
-            OpKind::Availability | OpKind::Login => Record::Ok(answer(200, None)),
+            OpKind::Availability | OpKind::Login | OpKind::Readiness => {
+                Record::Ok(answer(200, None))
+            }
         };
         records.push(record);
         t += u64::from(it.gap_us);

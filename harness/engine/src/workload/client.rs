@@ -77,6 +77,11 @@ impl TargetClient {
         send(req).await
     }
 
+    /// A readiness probe: no session, 200 when ready, 503 when a dependency is down.
+    pub async fn readiness(&self, process: u32) -> Reply {
+        send(self.http.get(self.url(process, "/health/readiness"))).await
+    }
+
     pub async fn book(&self, process: u32, token: &str, slot: Slot) -> Reply {
         let body = json!({ "provider_id": slot.provider, "start": slot.start });
         send(

@@ -53,10 +53,14 @@ pub async fn drive(plan: Vec<Planned>, client: TargetClient, rec: Recorder, clie
 }
 
 async fn run_op(s: &Shared, p: &Planned) {
-    if p.f == OpKind::Forged {
+    if matches!(p.f, OpKind::Forged | OpKind::Readiness) {
         let id = s.next_op.fetch_add(1, Ordering::Relaxed);
         invoke(s, id, p, p.f, None);
-        let reply = s.client.forged(p.process, id).await;
+        let reply = if p.f == OpKind::Forged {
+            s.client.forged(p.process, id).await
+        } else {
+            s.client.readiness(p.process).await
+        };
         finish(s, id, p.f, reply);
         return;
     }
@@ -84,8 +88,8 @@ async fn run_op(s: &Shared, p: &Planned) {
     let reply = match p.f {
         OpKind::Book => s.client.book(p.process, &token, p.slot).await,
         OpKind::Availability => s.client.availability(p.process, &token, p.slot).await,
-        OpKind::Login | OpKind::Forged => {
-            unreachable!("logins happen on demand; forged ops return above")
+        OpKind::Login | OpKind::Forged | OpKind::Readiness => {
+            unreachable!("logins happen on demand; session-less ops return above")
         }
     };
     if matches!(reply, Reply::Answer { status: 401, .. }) {

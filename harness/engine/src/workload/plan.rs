@@ -24,7 +24,7 @@ pub fn plan(seed: u64, w: &Workload) -> Vec<Planned> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let interval_us = 1e6 / w.rate;
     let end_us = w.duration.as_micros() as f64;
-    let total_weight = w.mix.book + w.mix.availability + w.mix.forged;
+    let total_weight = w.mix.total();
     let calendar = u64::from(w.providers) * SLOTS_PER_DAY * 5 * WEEKS;
     let mut out = Vec::new();
     let mut t = 0.0f64;
@@ -62,8 +62,10 @@ pub fn plan(seed: u64, w: &Workload) -> Vec<Planned> {
         } else {
             let f = if pick < w.mix.book + w.mix.availability {
                 OpKind::Availability
-            } else {
+            } else if pick < w.mix.book + w.mix.availability + w.mix.forged {
                 OpKind::Forged
+            } else {
+                OpKind::Readiness
             };
             let k = rng.random_range(0..calendar);
             let slot = slot_start(k, w.providers);
@@ -93,6 +95,7 @@ mod tests {
                 book: 1.0,
                 availability: 1.0,
                 forged: 0.0,
+                readiness: 0.0,
             },
             providers: 3,
             hot_slots: Some(2),
