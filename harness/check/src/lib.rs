@@ -15,6 +15,7 @@ mod no_double_booking;
 mod no_duplicate_reminders;
 mod no_lost_reminders;
 mod phases;
+mod rate_limit;
 mod readiness;
 mod recovery;
 mod served;
@@ -33,6 +34,7 @@ pub use no_double_booking::check_no_double_booking;
 pub use no_duplicate_reminders::check_no_duplicate_reminders;
 pub use no_lost_reminders::check_no_lost_reminders;
 pub use phases::{Phase, PhaseMap};
+pub use rate_limit::check_rate_limit;
 pub use readiness::check_readiness;
 pub use recovery::check_recovery;
 pub use success_ratio::check_success_ratio;
@@ -75,6 +77,13 @@ pub fn check_all(scenario: &Scenario, history: &History, evidence: &Evidence) ->
     }
     if let Some(bound) = &inv.bounded_calls {
         out.push(check_bounded_calls(bound, evidence));
+    }
+    if inv.rate_limit.is_some() {
+        out.push(check_rate_limit(
+            scenario.options.rate_limit,
+            history,
+            evidence,
+        ));
     }
     if let Some(bound) = &inv.readiness {
         out.push(readiness::check(bound, scenario, &v));

@@ -447,6 +447,9 @@ pub struct Invariants {
     /// the kill to its restart) and ready in the steady phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readiness: Option<ReadinessBound>,
+    /// No user gets more requests through in a minute than `options.rate_limit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<Empty>,
 }
 
 /// How long readiness may take to notice a killed dependency.
@@ -648,6 +651,9 @@ impl Invariants {
         }
         if self.readiness.is_some() {
             v.push("readiness");
+        }
+        if self.rate_limit.is_some() {
+            v.push("rate_limit");
         }
         v
     }
