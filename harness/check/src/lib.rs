@@ -21,6 +21,7 @@ mod recovery;
 mod served;
 mod success_ratio;
 mod view;
+mod within_schedule;
 
 use chaos_model::{CheckResult, Evidence, History, Scenario};
 
@@ -38,6 +39,7 @@ pub use rate_limit::check_rate_limit;
 pub use readiness::check_readiness;
 pub use recovery::check_recovery;
 pub use success_ratio::check_success_ratio;
+pub use within_schedule::check_within_schedule;
 
 /// Run every invariant the scenario enables, in the scenario's report order.
 pub fn check_all(scenario: &Scenario, history: &History, evidence: &Evidence) -> Vec<CheckResult> {
@@ -77,6 +79,9 @@ pub fn check_all(scenario: &Scenario, history: &History, evidence: &Evidence) ->
     }
     if let Some(bound) = &inv.bounded_calls {
         out.push(check_bounded_calls(bound, evidence));
+    }
+    if inv.within_schedule.is_some() {
+        out.push(within_schedule::check(&v));
     }
     if inv.rate_limit.is_some() {
         out.push(check_rate_limit(

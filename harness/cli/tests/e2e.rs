@@ -186,6 +186,16 @@ fn booking_contention_double_books_on_naive_and_not_on_hardened() {
     let errors = schema::history_errors(&history);
     assert!(errors.is_empty(), "history.jsonl: {errors:#?}");
     assert_eq!(result(&v, "acknowledged_durable")["verdict"], "valid");
+    assert_eq!(result(&v, "within_schedule")["verdict"], "valid", "{v}");
+    let ev: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(naive.out.join("evidence/evidence.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        ev["schedules"].as_array().map(Vec::len),
+        Some(25),
+        "5 providers x 5 weekdays"
+    );
     assert_nothing_left(&naive);
 
     // junit.xml, read back by a real JUnit parser: one testsuite, one testcase per

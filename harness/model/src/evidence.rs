@@ -16,6 +16,35 @@ pub struct AppointmentRow {
     pub status: String,
 }
 
+/// One provider's weekly template for one weekday (Monday = 0), in minutes of the UTC day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleRow {
+    pub provider: u32,
+    pub weekday: u8,
+    pub start_minute: u32,
+    pub end_minute: u32,
+    pub slot_minutes: u32,
+}
+
+impl ScheduleRow {
+    /// Whether `start` (Unix seconds) begins one of this template's slots.
+    pub fn has_slot(&self, start: i64) -> bool {
+        const DAY: i64 = 86_400;
+        let weekday = (start.div_euclid(DAY) + 3).rem_euclid(7);
+        let second = start.rem_euclid(DAY);
+        if weekday != i64::from(self.weekday) || second % 60 != 0 {
+            return false;
+        }
+        let minute = second / 60;
+        let (from, to, step) = (
+            i64::from(self.start_minute),
+            i64::from(self.end_minute),
+            i64::from(self.slot_minutes).max(1),
+        );
+        minute >= from && minute + step <= to && (minute - from) % step == 0
+    }
+}
+
 /// One call a stub received.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StubCall {
@@ -45,6 +74,9 @@ pub struct QueueDepth {
 pub struct Evidence {
     #[serde(default)]
     pub appointments: Option<Vec<AppointmentRow>>,
+    /// Every provider's weekly schedule template, as the target holds it at the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedules: Option<Vec<ScheduleRow>>,
     /// Stub name -> every call it received.
     #[serde(default)]
     pub stub_calls: BTreeMap<String, Vec<StubCall>>,

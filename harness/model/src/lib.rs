@@ -13,7 +13,7 @@ mod suite;
 mod verdict;
 
 pub use duration::Dur;
-pub use evidence::{AppointmentRow, Evidence, QueueDepth, StubCall};
+pub use evidence::{AppointmentRow, Evidence, QueueDepth, ScheduleRow, StubCall};
 pub use history::{
     Completion, FaultAction, FaultEvent, History, Invoke, Op, OpKind, Outcome, Record, Slot,
 };

@@ -447,6 +447,10 @@ pub struct Invariants {
     /// the kill to its restart) and ready in the steady phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readiness: Option<ReadinessBound>,
+    /// Every live appointment and acknowledged booking starts a slot of its provider's
+    /// weekly template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within_schedule: Option<Empty>,
     /// No user gets more requests through in a minute than `options.rate_limit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<Empty>,
@@ -651,6 +655,9 @@ impl Invariants {
         }
         if self.readiness.is_some() {
             v.push("readiness");
+        }
+        if self.within_schedule.is_some() {
+            v.push("within_schedule");
         }
         if self.rate_limit.is_some() {
             v.push("rate_limit");

@@ -5,15 +5,18 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chaos_model::{AppointmentRow, Evidence, QueueDepth, Slot, StubCall};
+use chaos_model::{AppointmentRow, Evidence, QueueDepth, ScheduleRow, Slot, StubCall};
 
 use crate::env::Endpoints;
 
 pub async fn collect_evidence(endpoints: &Endpoints) -> Evidence {
     let mut ev = Evidence::default();
-    match appointments(&endpoints.postgres_direct).await {
-        Ok(rows) => ev.appointments = Some(rows),
-        Err(e) => ev.errors.push(format!("appointments: {e}")),
+    match rows(&endpoints.postgres_direct).await {
+        Ok((appointments, schedules)) => {
+            ev.appointments = Some(appointments);
+            ev.schedules = Some(schedules);
+        }
+        Err(e) => ev.errors.push(format!("appointments and schedules: {e}")),
     }
     let http = reqwest::Client::builder()
         .no_proxy()
@@ -92,7 +95,7 @@ async fn text(http: &reqwest::Client, url: &str) -> Result<String, String> {
     resp.text().await.map_err(|e| e.to_string())
 }
 
-async fn appointments(conninfo: &str) -> Result<Vec<AppointmentRow>, String> {
+async fn rows(conninfo: &str) -> Result<(Vec<AppointmentRow>, Vec<ScheduleRow>), String> {
     let (client, conn) = tokio::time::timeout(
         Duration::from_secs(10),
         tokio_postgres::connect(conninfo, tokio_postgres::NoTls),
@@ -109,9 +112,27 @@ async fn appointments(conninfo: &str) -> Result<Vec<AppointmentRow>, String> {
         )
         .await
         .map_err(|e| e.to_string())?;
+    let templates = client
+        .query(
+            "SELECT provider_id, weekday, start_minute, end_minute, slot_minutes
+             FROM schedule_templates ORDER BY provider_id, weekday",
+            &[],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
     drop(client);
     let _ = task.await;
-    Ok(rows
+    let schedules = templates
+        .iter()
+        .map(|r| ScheduleRow {
+            provider: r.get::<_, i32>(0) as u32,
+            weekday: r.get::<_, i16>(1) as u8,
+            start_minute: r.get::<_, i32>(2) as u32,
+            end_minute: r.get::<_, i32>(3) as u32,
+            slot_minutes: r.get::<_, i32>(4) as u32,
+        })
+        .collect();
+    let appointments = rows
         .iter()
         .map(|r| AppointmentRow {
             id: r.get(0),
@@ -122,7 +143,8 @@ async fn appointments(conninfo: &str) -> Result<Vec<AppointmentRow>, String> {
             },
             status: r.get(4),
         })
-        .collect())
+        .collect();
+    Ok((appointments, schedules))
 }
 
 async fn stub_calls(http: &reqwest::Client, control: &str) -> Result<Vec<StubCall>, String> {

@@ -1,0 +1,187 @@
+//! No booking outside the provider's schedule (002's availability model): every live
+//! appointment row, and every booking the system acknowledged, starts one of the slots of its
+//! provider's weekly template, as the target holds it at the end of the run (a template
+//! changed during the run judges earlier bookings by the new one). Judged from the database's
+//! rows and templates, and from the history's acknowledged bookings.
+
+use chaos_model::{CheckResult, Evidence, History, OpKind, Outcome, ScheduleRow, Slot, Verdict};
+
+use crate::view::View;
+
+pub const NAME: &str = "within_schedule";
+const MAX_PROOF_ROWS: usize = 20;
+
+pub fn check_within_schedule(history: &History, evidence: &Evidence) -> CheckResult {
+    check(&View::new(history, evidence))
+}
+
+fn in_schedule(templates: &[ScheduleRow], slot: Slot) -> bool {
+    templates
+        .iter()
+        .any(|t| t.provider == slot.provider && t.has_slot(slot.start))
+}
+
+pub(crate) fn check(v: &View<'_>) -> CheckResult {
+    let unknown = |reason: &str| CheckResult::new(NAME, Verdict::unknown(reason));
+    let (Some(rows), Some(templates)) = (&v.evidence.appointments, &v.evidence.schedules) else {
+        return unknown("the appointment rows and schedule templates were not collected");
+    };
+    let acked: Vec<_> = v
+        .ops
+        .iter()
+        .filter(|o| o.f == OpKind::Book && o.outcome == Outcome::Ok)
+        .collect();
+    let live: Vec<_> = rows.iter().filter(|r| r.status == "booked").collect();
+    if acked.is_empty() && live.is_empty() {
+        return unknown("no booking exists: nothing exercised the invariant");
+    }
+    let mut ops: Vec<u64> = acked
+        .iter()
+        .filter(|o| o.slot.is_some_and(|s| !in_schedule(templates, s)))
+        .map(|o| o.id)
+        .collect();
+    let outside: Vec<_> = live
+        .iter()
+        .filter(|r| !in_schedule(templates, r.slot))
+        .collect();
+    let booked_by = v.booking_ops();
+    ops.extend(
+        outside
+            .iter()
+            .filter_map(|r| booked_by.get(r.id.as_str()).copied()),
+    );
+    ops.sort_unstable();
+    ops.dedup();
+    let detail = format!(
+        "{} acknowledged bookings and {} live rows against {} templates",
+        acked.len(),
+        live.len(),
+        templates.len()
+    );
+    if ops.is_empty() && outside.is_empty() {
+        return CheckResult::new(NAME, (Verdict::Valid, detail + ": every one in a slot"));
+    }
+    let mut proof: Vec<String> = outside
+        .iter()
+        .take(MAX_PROOF_ROWS)
+        .map(|r| {
+            format!(
+                "appointment {} ({}) is in no slot of the template",
+                r.id, r.slot
+            )
+        })
+        .collect();
+    if outside.len() > MAX_PROOF_ROWS {
+        proof.push(format!("… {} more", outside.len() - MAX_PROOF_ROWS));
+    }
+    CheckResult::new(
+        NAME,
+        (
+            Verdict::Invalid { ops, rows: proof },
+            format!("{detail}: {} outside the schedule", outside.len().max(1)),
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::*;
+    use chaos_model::AppointmentRow;
+
+    /// Monday 2030-01-07 00:00 UTC.
+    const MONDAY: i64 = 1_893_974_400;
+
+    fn template() -> ScheduleRow {
+        ScheduleRow {
+            provider: 1,
+            weekday: 0,
+            start_minute: 9 * 60,
+            end_minute: 17 * 60,
+            slot_minutes: 30,
+        }
+    }
+
+    fn at(hour: i64, minute: i64) -> Slot {
+        Slot {
+            provider: 1,
+            start: MONDAY + hour * 3600 + minute * 60,
+        }
+    }
+
+    fn evidence(slots: &[(&str, Slot)]) -> Evidence {
+        Evidence {
+            appointments: Some(
+                slots
+                    .iter()
+                    .map(|(id, slot)| AppointmentRow {
+                        id: (*id).into(),
+                        patient: 1,
+                        slot: *slot,
+                        status: "booked".into(),
+                    })
+                    .collect(),
+            ),
+            schedules: Some(vec![template()]),
+            ..Evidence::default()
+        }
+    }
+
+    #[test]
+    fn template_slots_are_found_exactly() {
+        let t = template();
+        assert!(t.has_slot(at(9, 0).start));
+        assert!(t.has_slot(at(16, 30).start), "the last slot ends at 17:00");
+        assert!(!t.has_slot(at(17, 0).start), "ends after closing");
+        assert!(!t.has_slot(at(8, 30).start));
+        assert!(!t.has_slot(at(9, 15).start), "not on the 30-minute grid");
+        assert!(
+            !t.has_slot(at(9, 0).start + 86_400),
+            "Tuesday has no template here"
+        );
+        assert!(!t.has_slot(at(9, 0).start + 1));
+    }
+
+    #[test]
+    fn bookings_in_slots_are_valid() {
+        let h = history(vec![book(1, at(9, 0)), booked(1, "a1")]);
+        let r = check_within_schedule(&h, &evidence(&[("a1", at(9, 0))]));
+        assert_eq!(r.verdict, Verdict::Valid, "{}", r.detail);
+    }
+
+    #[test]
+    fn a_row_or_an_acknowledged_booking_outside_is_invalid_with_its_op() {
+        let h = history(vec![
+            book(1, at(9, 0)),
+            booked(1, "a1"),
+            book(2, at(18, 0)),
+            booked(2, "a2"),
+            book(3, at(7, 0)),
+            timed_out(3),
+        ]);
+        let ev = evidence(&[("a1", at(9, 0)), ("a2", at(18, 0)), ("a3", at(7, 0))]);
+        match check_within_schedule(&h, &ev).verdict {
+            Verdict::Invalid { ops, rows } => {
+                assert_eq!(ops, vec![2], "op 3 timed out: its row is proof, it is not");
+                assert_eq!(rows.len(), 2, "{rows:?}");
+                assert!(rows[1].contains("a3"), "{rows:?}");
+            }
+            v => panic!("expected invalid, got {v:?}"),
+        }
+    }
+
+    #[test]
+    fn without_templates_or_bookings_it_is_unknown() {
+        let mut ev = evidence(&[]);
+        assert!(matches!(
+            check_within_schedule(&history(vec![]), &ev).verdict,
+            Verdict::Unknown { .. }
+        ));
+        ev.schedules = None;
+        let h = history(vec![book(1, at(9, 0)), booked(1, "a1")]);
+        assert!(matches!(
+            check_within_schedule(&h, &ev).verdict,
+            Verdict::Unknown { .. }
+        ));
+    }
+}
