@@ -10,6 +10,7 @@ mod deliveries;
 mod ehr_sync;
 mod fasthash;
 mod faults_applied;
+mod idempotent_creation;
 mod latency;
 mod no_double_booking;
 mod no_duplicate_reminders;
@@ -30,6 +31,7 @@ pub use auth_fails_closed::check_auth_fails_closed;
 pub use bounded_calls::check_bounded_calls;
 pub use ehr_sync::check_ehr_sync;
 pub use faults_applied::check_faults_applied;
+pub use idempotent_creation::check_idempotent_creation;
 pub use latency::{check_latency, nearest_rank};
 pub use no_double_booking::check_no_double_booking;
 pub use no_duplicate_reminders::check_no_duplicate_reminders;
@@ -79,6 +81,9 @@ pub fn check_all(scenario: &Scenario, history: &History, evidence: &Evidence) ->
     }
     if let Some(bound) = &inv.bounded_calls {
         out.push(check_bounded_calls(bound, evidence));
+    }
+    if inv.idempotent_creation.is_some() {
+        out.push(idempotent_creation::check(&v));
     }
     if inv.within_schedule.is_some() {
         out.push(within_schedule::check(&v));

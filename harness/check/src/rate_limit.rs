@@ -112,6 +112,7 @@ mod tests {
                 slot: None,
                 due_us: t,
                 time_us: t,
+                key: None,
             }));
             let status = match allowed {
                 Some(a) if i >= a => 429,

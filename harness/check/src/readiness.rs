@@ -132,6 +132,7 @@ readiness = { within = "500ms" }
                 slot: None,
                 due_us,
                 time_us: due_us,
+                key: None,
             }),
             match status {
                 Some(200) => Record::Ok(done),

@@ -17,6 +17,7 @@ fn invoke(op: u64, f: OpKind, slot: Option<Slot>, due_us: u64, time_us: u64) -> 
         slot,
         due_us,
         time_us,
+        key: None,
     })
 }
 

@@ -81,6 +81,7 @@ fn plant_double_booking(w: &mut World, first: u64) -> u64 {
         slot: Some(slot),
         due_us: end + 1,
         time_us: end + 1,
+        key: None,
     }));
     w.history.records.push(Record::Ok(Completion {
         op,

@@ -49,6 +49,7 @@ fn invoke(op: u64, f: OpKind, slot: Option<Slot>, t: u64) -> Record {
         slot,
         due_us: t,
         time_us: t + 40,
+        key: None,
     })
 }
 

@@ -305,6 +305,35 @@ fn a_dead_sendgrid_is_stormed_on_naive_and_not_on_hardened() {
     }
 }
 
+/// 000:C5, 001:C-1: bookings sent twice with one Idempotency-Key. Naive ignores the key
+/// and answers the retry 409, its own booking taken for a conflict; hardened replays.
+#[test]
+fn a_resubmitted_booking_conflicts_with_itself_on_naive_only() {
+    let naive = run("idempotent-retry.toml", "naive", 6, &[]);
+    assert_eq!(naive.code, 1, "stderr:\n{}", naive.stderr);
+    let v = verdicts(&naive);
+    let r = result(&v, "idempotent_creation");
+    assert_eq!(r["verdict"], "invalid", "{v}");
+    assert!(
+        r["rows"][0].as_str().unwrap().contains("then answered 409"),
+        "{r}"
+    );
+    let history = std::fs::read_to_string(naive.out.join("history.jsonl")).unwrap();
+    assert!(
+        history.contains("\"key\":"),
+        "keyed bookings are recorded with their key"
+    );
+    assert_nothing_left(&naive);
+    let hardened = run("idempotent-retry.toml", "hardened", 6, &[]);
+    assert_eq!(hardened.code, 0, "stdout:\n{}", hardened.stdout);
+    let v = verdicts(&hardened);
+    assert_eq!(result(&v, "idempotent_creation")["verdict"], "valid", "{v}");
+    assert_nothing_left(&hardened);
+    for r in [naive, hardened] {
+        let _ = std::fs::remove_dir_all(&r.out);
+    }
+}
+
 #[test]
 fn redis_kill_runs_to_a_verdict_on_both_profiles() {
     for profile in ["naive", "hardened"] {

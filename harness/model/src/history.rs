@@ -71,6 +71,9 @@ pub struct Invoke {
     pub slot: Option<Slot>,
     pub due_us: u64,
     pub time_us: u64,
+    /// The `Idempotency-Key` a booking carried; a resubmission carries its first try's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// The end of an op.
@@ -146,6 +149,8 @@ pub struct Op<'a> {
     pub status: Option<u16>,
     pub appointment: Option<&'a str>,
     pub error: Option<&'a str>,
+    /// The `Idempotency-Key` it carried, if any.
+    pub key: Option<&'a str>,
 }
 
 impl Op<'_> {
@@ -214,6 +219,7 @@ impl History {
                         status: None,
                         appointment: None,
                         error: None,
+                        key: i.key.as_deref(),
                     });
                 }
                 Record::Ok(c) | Record::Fail(c) | Record::Info(c) => {
@@ -291,6 +297,7 @@ mod tests {
                 }),
                 due_us: 10,
                 time_us: 12,
+                key: None,
             }),
             Record::Fault(FaultEvent {
                 fault: 0,
@@ -330,6 +337,7 @@ mod tests {
             slot: None,
             due_us: 0,
             time_us: 0,
+            key: None,
         })]);
         let op = &h.ops()[0];
         assert_eq!(op.outcome, Outcome::Info);

@@ -148,6 +148,11 @@ pub struct Workload {
     /// Client-side deadline of one operation; past it the op is recorded as `info`.
     #[serde(default = "default_op_timeout")]
     pub op_timeout: Dur,
+    /// Share of bookings the client sends again, with the same `Idempotency-Key`, once the
+    /// first answer is in (a double submit, or a retry after an answer it did not trust).
+    /// Above 0, every booking carries a key.
+    #[serde(default)]
+    pub resubmit: f64,
 }
 
 fn default_providers() -> u32 {
@@ -451,6 +456,10 @@ pub struct Invariants {
     /// weekly template.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub within_schedule: Option<Empty>,
+    /// A booking sent again with its `Idempotency-Key` gets the first answer's appointment,
+    /// never a second appointment nor a conflict with itself (needs `workload.resubmit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotent_creation: Option<Empty>,
     /// No user gets more requests through in a minute than `options.rate_limit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<Empty>,
@@ -659,6 +668,9 @@ impl Invariants {
         if self.within_schedule.is_some() {
             v.push("within_schedule");
         }
+        if self.idempotent_creation.is_some() {
+            v.push("idempotent_creation");
+        }
         if self.rate_limit.is_some() {
             v.push("rate_limit");
         }
@@ -731,6 +743,12 @@ impl Scenario {
                 );
             }
         }
+        if self.invariants.idempotent_creation.is_some() && self.workload.resubmit <= 0.0 {
+            return bad(
+                "invariants.idempotent_creation",
+                "needs resubmitted bookings in the workload (workload.resubmit > 0)",
+            );
+        }
         if self.invariants.readiness.is_some() && self.workload.mix.readiness <= 0.0 {
             return bad(
                 "invariants.readiness",
@@ -766,6 +784,9 @@ impl Scenario {
         }
         if !(1..=64).contains(&w.burst) {
             return bad("workload.burst", "expected 1 to 64");
+        }
+        if !(w.resubmit.is_finite() && (0.0..=1.0).contains(&w.resubmit)) {
+            return bad("workload.resubmit", "expected a share in [0, 1]");
         }
         if w.op_timeout.0.is_zero() {
             return bad("workload.op_timeout", "must be longer than 0s");

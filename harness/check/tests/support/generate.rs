@@ -170,6 +170,7 @@ pub fn clean(intents: &[Intent], fault: bool) -> World {
             slot: (f == OpKind::Book).then_some(s),
             due_us: t,
             time_us: t,
+            key: None,
         }));
         let done = t + u64::from(it.latency_us);
         let answer = |status: u16, appointment: Option<String>| Completion {

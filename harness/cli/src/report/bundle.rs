@@ -158,6 +158,7 @@ mod tests {
             slot: None,
             due_us: 0,
             time_us: 0,
+            key: None,
         })]);
         assert_eq!(counts(&h), [1, 0, 0, 1]);
         assert_eq!(Outcome::Info as usize, 2);

@@ -416,6 +416,7 @@ mod tests {
                 slot: None,
                 due_us: due,
                 time_us: due,
+                key: None,
             }),
             if ok { Record::Ok(c) } else { Record::Fail(c) },
         ]

@@ -82,15 +82,17 @@ impl TargetClient {
         send(self.http.get(self.url(process, "/health/readiness"))).await
     }
 
-    pub async fn book(&self, process: u32, token: &str, slot: Slot) -> Reply {
+    pub async fn book(&self, process: u32, token: &str, slot: Slot, key: Option<&str>) -> Reply {
         let body = json!({ "provider_id": slot.provider, "start": slot.start });
-        send(
-            self.http
-                .post(self.url(process, "/api/v1/appointments"))
-                .json(&body)
-                .bearer_auth(token),
-        )
-        .await
+        let mut req = self
+            .http
+            .post(self.url(process, "/api/v1/appointments"))
+            .json(&body)
+            .bearer_auth(token);
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        send(req).await
     }
 }
 

@@ -86,7 +86,11 @@ async fn run_op(s: &Shared, p: &Planned) {
         return;
     };
     let reply = match p.f {
-        OpKind::Book => s.client.book(p.process, &token, p.slot).await,
+        OpKind::Book => {
+            s.client
+                .book(p.process, &token, p.slot, p.key.as_deref())
+                .await
+        }
         OpKind::Availability => s.client.availability(p.process, &token, p.slot).await,
         OpKind::Login | OpKind::Forged | OpKind::Readiness => {
             unreachable!("logins happen on demand; session-less ops return above")
@@ -97,6 +101,21 @@ async fn run_op(s: &Shared, p: &Planned) {
         *s.sessions[p.process as usize].lock().await = None;
     }
     finish(s, id, p.f, reply);
+    if p.resubmit {
+        // The same request again, as a client that did not trust the first answer sends it.
+        let again = Planned {
+            due_us: s.rec.clock().now_us(),
+            resubmit: false,
+            ..p.clone()
+        };
+        let id = s.next_op.fetch_add(1, Ordering::Relaxed);
+        invoke(s, id, &again, OpKind::Book, Some(again.slot));
+        let reply = s
+            .client
+            .book(again.process, &token, again.slot, again.key.as_deref())
+            .await;
+        finish(s, id, OpKind::Book, reply);
+    }
 }
 
 async fn login(s: &Shared, p: &Planned) -> Option<String> {
@@ -120,6 +139,11 @@ fn invoke(s: &Shared, op: u64, p: &Planned, f: OpKind, slot: Option<Slot>) {
         slot,
         due_us: p.due_us,
         time_us,
+        key: if f == OpKind::Book {
+            p.key.clone()
+        } else {
+            None
+        },
     }));
 }
 

@@ -15,6 +15,10 @@ pub struct Planned {
     pub f: OpKind,
     /// The slot a booking asks for; for availability, the provider and day to list.
     pub slot: Slot,
+    /// The booking's `Idempotency-Key`, when the workload resubmits.
+    pub key: Option<String>,
+    /// Send the booking again with the same key once it is answered.
+    pub resubmit: bool,
 }
 
 /// Weeks of calendar that spread-out bookings and availability reads draw from.
@@ -51,11 +55,16 @@ pub fn plan(seed: u64, w: &Workload) -> Vec<Planned> {
             bursts += 1;
             let slot = slot_start(k, w.providers);
             for _ in 0..w.burst {
+                // Drawn only when resubmitting, so other workloads keep their plans.
+                let resubmit = w.resubmit > 0.0 && rng.random::<f64>() < w.resubmit;
+                let key = (w.resubmit > 0.0).then(|| format!("{seed:x}-{}", out.len()));
                 out.push(Planned {
                     due_us,
                     process: take_process(),
                     f: OpKind::Book,
                     slot,
+                    key,
+                    resubmit,
                 });
             }
             t += interval_us * f64::from(w.burst);
@@ -74,6 +83,8 @@ pub fn plan(seed: u64, w: &Workload) -> Vec<Planned> {
                 process: take_process(),
                 f,
                 slot,
+                key: None,
+                resubmit: false,
             });
             t += interval_us;
         }
@@ -101,6 +112,7 @@ mod tests {
             hot_slots: Some(2),
             burst: 4,
             op_timeout: Dur::from_secs(1),
+            resubmit: 0.0,
         }
     }
 
@@ -134,5 +146,37 @@ mod tests {
         let mut procs: Vec<_> = burst.iter().map(|o| o.process).collect();
         procs.dedup();
         assert_eq!(procs.len(), 4);
+    }
+
+    #[test]
+    fn resubmitting_workloads_key_every_booking_and_others_none() {
+        assert!(
+            plan(3, &workload())
+                .iter()
+                .all(|o| o.key.is_none() && !o.resubmit)
+        );
+        let w = Workload {
+            resubmit: 0.5,
+            hot_slots: None,
+            burst: 1,
+            ..workload()
+        };
+        let p = plan(3, &w);
+        let books: Vec<_> = p.iter().filter(|o| o.f == OpKind::Book).collect();
+        let mut keys: Vec<_> = books.iter().map(|o| o.key.clone().unwrap()).collect();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), books.len(), "one key per booking");
+        let again = books.iter().filter(|o| o.resubmit).count();
+        assert!(
+            (books.len() / 4..books.len() * 3 / 4).contains(&again),
+            "{again} of {} resubmitted",
+            books.len()
+        );
+        assert!(
+            p.iter()
+                .filter(|o| o.f != OpKind::Book)
+                .all(|o| o.key.is_none())
+        );
     }
 }
