@@ -1,6 +1,7 @@
-//! Acknowledged bookings are durable: every booking the system acknowledged (an `ok` op with
-//! its appointment id) is still a live row in the database when the run is over. The
-//! workload never cancels, so a missing or cancelled row is an acknowledged write lost.
+//! Acknowledged bookings and cancellations are durable: every booking the system
+//! acknowledged (an `ok` op with its appointment id) is still a live row when the run is
+//! over, unless the client later cancelled it; every cancellation it acknowledged left its
+//! row cancelled. A booking whose cancellation got no answer (`info`) may be either.
 
 use crate::fasthash::FastMap;
 
@@ -25,33 +26,71 @@ pub(crate) fn check(v: &View<'_>) -> CheckResult {
         .iter()
         .map(|r| (r.id.as_str(), r.status.as_str()))
         .collect();
-    let mut acked = 0usize;
+    // Cancellations the client sent, by appointment: acknowledged or maybe applied.
+    let mut cancel_acked: FastMap<&str, u64> = FastMap::default();
+    let mut cancel_maybe: FastMap<&str, u64> = FastMap::default();
+    for o in v.ops.iter().filter(|o| o.f == OpKind::Cancel) {
+        if let Some(id) = o.appointment {
+            cancel_acked.insert(id, o.id);
+        } else if o.outcome == Outcome::Info {
+            // The target is the slot's booking by this client; its id is in the invoke's
+            // slot only, so an unanswered cancel excuses every booking of that slot.
+            if let Some(slot) = o.slot {
+                for b in v
+                    .ops
+                    .iter()
+                    .filter(|b| b.f == OpKind::Book && b.slot == Some(slot))
+                {
+                    if let Some(id) = b.appointment {
+                        cancel_maybe.insert(id, o.id);
+                    }
+                }
+            }
+        }
+    }
+    let (mut acked, mut cancels) = (0usize, 0usize);
     let mut lost_ops = Vec::new();
     let mut lost_rows = Vec::new();
     // `info` bookings may or may not have happened: only an `ok` is a promise to keep.
     for o in &v.ops {
-        if o.f != OpKind::Book || o.outcome != Outcome::Ok {
+        if o.outcome != Outcome::Ok {
             continue;
         }
         let Some(id) = o.appointment else {
             continue;
         };
-        acked += 1;
+        let (expected, by) = match o.f {
+            OpKind::Book if cancel_acked.contains_key(id) || cancel_maybe.contains_key(id) => {
+                continue;
+            }
+            OpKind::Book => {
+                acked += 1;
+                ("booked", o.id)
+            }
+            OpKind::Cancel => {
+                cancels += 1;
+                ("cancelled", o.id)
+            }
+            _ => continue,
+        };
         match status.get(id) {
-            Some(&"booked") => {}
+            Some(s) if *s == expected => {}
             Some(other) => {
-                lost_ops.push(o.id);
-                lost_rows.push(format!("appointment {id} is {other}"));
+                lost_ops.push(by);
+                lost_rows.push(format!(
+                    "appointment {id} is {other}, acknowledged {expected}"
+                ));
             }
             None => {
-                lost_ops.push(o.id);
+                lost_ops.push(by);
                 lost_rows.push(format!("appointment {id} has no row"));
             }
         }
     }
+    lost_ops.sort_unstable();
     let result = if !lost_ops.is_empty() {
         let detail = format!(
-            "{} of {acked} acknowledged bookings are not live in the database",
+            "{} of {acked} acknowledged bookings and {cancels} cancellations are not as acknowledged in the database",
             lost_ops.len()
         );
         (
@@ -61,12 +100,19 @@ pub(crate) fn check(v: &View<'_>) -> CheckResult {
             },
             detail,
         )
-    } else if acked == 0 {
+    } else if acked + cancels == 0 {
         Verdict::unknown("no booking was acknowledged: nothing exercised the invariant".to_string())
-    } else {
+    } else if cancels == 0 {
         (
             Verdict::Valid,
             format!("all {acked} acknowledged bookings are live rows"),
+        )
+    } else {
+        (
+            Verdict::Valid,
+            format!(
+                "all {acked} acknowledged bookings are live rows and all {cancels} acknowledged cancellations cancelled"
+            ),
         )
     };
     CheckResult::new(NAME, result)
@@ -115,10 +161,43 @@ mod tests {
                 ops: vec![1, 2],
                 rows: vec![
                     "appointment a has no row".into(),
-                    "appointment b is cancelled".into()
+                    "appointment b is cancelled, acknowledged booked".into()
                 ],
             }
         );
+    }
+
+    #[test]
+    fn cancellations_are_held_to_what_was_acknowledged() {
+        let mut cancelled = row("a");
+        cancelled.status = "cancelled".into();
+        let mut h = vec![book(1, SLOT), booked(1, "a"), book(2, SLOT), booked(2, "b")];
+        h.extend(cancel(3, "a", true));
+        h.extend(cancel(4, "b", true));
+        // a was cancelled as acknowledged; b's acknowledged cancellation did not stick.
+        let r = check_acknowledged_durable(
+            &history(h.clone()),
+            &evidence(vec![cancelled.clone(), row("b")]),
+        );
+        assert_eq!(
+            r.verdict,
+            Verdict::Invalid {
+                ops: vec![4],
+                rows: vec!["appointment b is booked, acknowledged cancelled".into()],
+            }
+        );
+        // An unanswered cancellation excuses its booking either way.
+        let mut h = vec![book(1, SLOT), booked(1, "a")];
+        h.extend(cancel(2, "a", false));
+        let r = check_acknowledged_durable(&history(h.clone()), &evidence(vec![cancelled]));
+        assert_eq!(
+            r.verdict,
+            Verdict::Unknown {
+                reason: "no booking was acknowledged: nothing exercised the invariant".into()
+            }
+        );
+        let r = check_acknowledged_durable(&history(h), &evidence(vec![row("a")]));
+        assert!(!matches!(r.verdict, Verdict::Invalid { .. }), "{r:?}");
     }
 
     #[test]

@@ -106,16 +106,9 @@ pub fn deliveries(evidence: &Evidence) -> Option<Deliveries<'_>> {
 }
 
 /// The op ids of acknowledged or unknown bookings that returned each appointment id.
-pub fn booking_ops(history: &chaos_model::History) -> FastMap<&str, u64> {
-    use chaos_model::Record;
-    history
-        .records
-        .iter()
-        .filter_map(|r| match r {
-            Record::Ok(c) | Record::Fail(c) | Record::Info(c) => {
-                c.appointment.as_deref().map(|a| (a, c.op))
-            }
-            _ => None,
-        })
+pub fn booking_ops<'a>(ops: &[chaos_model::Op<'a>]) -> FastMap<&'a str, u64> {
+    ops.iter()
+        .filter(|o| o.f == chaos_model::OpKind::Book)
+        .filter_map(|o| o.appointment.map(|a| (a, o.id)))
         .collect()
 }

@@ -1,8 +1,12 @@
 //! No double booking: no slot holds two live appointments, judged from the client history
-//! (two acknowledged bookings of one slot) and from the database rows.
+//! (two acknowledged bookings of one slot that were certainly live at the same time) and from
+//! the database rows. An appointment is certainly live from its booking's acknowledgement to
+//! the invocation of a cancellation that may have taken effect (acknowledged, or unanswered
+//! by the same client for the same slot): a slot cancelled and booked again is no proof.
 
 use chaos_model::{CheckResult, Evidence, History, OpKind, Outcome, Slot, Verdict};
 
+use crate::fasthash::FastMap;
 use crate::view::View;
 
 pub const NAME: &str = "no_double_booking";
@@ -19,23 +23,63 @@ pub(crate) fn check(v: &View<'_>) -> CheckResult {
 
     // From the history: an `ok` is proof that the system promised the slot to that client.
     // `info` bookings may have happened too, but prove nothing, so they never convict.
-    // (slot, appointment, op), sorted: a slot with two appointments is a double booking;
-    // the same appointment twice (an idempotent replay) is not.
-    let mut owners: Vec<(Slot, &str, u64)> = acked
+    // When each appointment may have stopped being live: the invoke of a cancellation that
+    // names it, or of an unanswered one by the same client for the same slot.
+    let mut cancelled_at: FastMap<&str, u64> = FastMap::default();
+    let mut maybe_cancelled_at: FastMap<(u32, Slot), u64> = FastMap::default();
+    for c in ops.iter().filter(|o| o.f == OpKind::Cancel) {
+        match (c.outcome, c.appointment, c.slot) {
+            (Outcome::Ok, Some(a), _) => {
+                let t = cancelled_at.entry(a).or_insert(u64::MAX);
+                *t = (*t).min(c.invoke_us);
+            }
+            (Outcome::Info, _, Some(slot)) => {
+                let t = maybe_cancelled_at
+                    .entry((c.process, slot))
+                    .or_insert(u64::MAX);
+                *t = (*t).min(c.invoke_us);
+            }
+            _ => {}
+        }
+    }
+    // (slot, appointment, op, acknowledged at, live until), sorted: a slot with two
+    // appointments certainly live at once is a double booking; the same appointment twice
+    // (an idempotent replay) is not.
+    let mut owners: Vec<(Slot, &str, u64, u64, u64)> = acked
         .iter()
-        .filter_map(|o| Some((o.slot?, o.appointment?, o.id)))
+        .filter_map(|o| {
+            let (slot, a) = (o.slot?, o.appointment?);
+            let until = cancelled_at.get(a).copied().unwrap_or(u64::MAX).min(
+                maybe_cancelled_at
+                    .get(&(o.process, slot))
+                    .copied()
+                    .unwrap_or(u64::MAX),
+            );
+            Some((slot, a, o.id, o.complete_us.unwrap_or(u64::MAX), until))
+        })
         .collect();
     owners.sort_unstable();
     let mut ops_proof = Vec::new();
     let mut slots_in_history = 0;
     for group in owners.chunk_by(|a, b| a.0 == b.0) {
-        let mut first_op_per_appointment: Vec<u64> = group
+        // The first acknowledgement of each appointment.
+        let lives: Vec<(u64, u64, u64)> = group
             .chunk_by(|a, b| a.1 == b.1)
-            .map(|same| same[0].2)
+            .map(|same| (same[0].2, same[0].3, same[0].4))
             .collect();
-        if first_op_per_appointment.len() > 1 {
+        let mut convicted = Vec::new();
+        for (i, a) in lives.iter().enumerate() {
+            for b in &lives[i + 1..] {
+                if a.1 < b.2 && b.1 < a.2 {
+                    convicted.extend([a.0, b.0]);
+                }
+            }
+        }
+        if !convicted.is_empty() {
             slots_in_history += 1;
-            ops_proof.append(&mut first_op_per_appointment);
+            convicted.sort_unstable();
+            convicted.dedup();
+            ops_proof.append(&mut convicted);
         }
     }
     ops_proof.sort_unstable();
@@ -97,6 +141,36 @@ pub(crate) fn check(v: &View<'_>) -> CheckResult {
 mod tests {
     use super::*;
     use crate::testkit::*;
+
+    #[test]
+    fn a_slot_cancelled_then_booked_again_is_no_double_booking() {
+        // Booking 1 (acknowledged at 101) cancelled at 200 (acknowledged); booking 300 after.
+        let mut records = vec![book(1, SLOT), booked(1, "a")];
+        records.extend(cancel(200, "a", true));
+        records.extend([book(300, SLOT), booked(300, "b")]);
+        let mut gone = row("a");
+        gone.status = "cancelled".into();
+        let ev = Evidence {
+            appointments: Some(vec![gone, row("b")]),
+            ..Evidence::default()
+        };
+        let r = check_no_double_booking(&history(records.clone()), &ev);
+        assert_eq!(r.verdict, Verdict::Valid, "{}", r.detail);
+        // Acknowledged again (at 150) before the cancellation was even sent: both were live
+        // at once.
+        let mut early = vec![
+            book(1, SLOT),
+            booked(1, "a"),
+            book(50, SLOT),
+            booked(50, "b"),
+        ];
+        early.extend(cancel(200, "a", true));
+        match check_no_double_booking(&history(early), &ev).verdict {
+            Verdict::Invalid { ops, .. } => assert_eq!(ops, vec![1, 50]),
+            v => panic!("expected invalid, got {v:?}"),
+        }
+    }
+
     use chaos_model::AppointmentRow;
 
     fn rows(v: &[(&str, Slot, &str)]) -> Evidence {

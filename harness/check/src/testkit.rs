@@ -161,3 +161,18 @@ pub fn row(id: &str) -> AppointmentRow {
         status: "booked".into(),
     }
 }
+
+/// A cancellation by op `op` (invoked at time `op`, by process `op`) of appointment `id` of
+/// `SLOT`: acknowledged (200, naming it) or unanswered.
+pub fn cancel(op: u64, id: &str, acknowledged: bool) -> [Record; 2] {
+    let done = if acknowledged {
+        Record::Ok(Completion {
+            status: Some(200),
+            appointment: Some(id.into()),
+            ..completion(op, op + 100)
+        })
+    } else {
+        timed_out(op)
+    };
+    [invoke(op, OpKind::Cancel, Some(SLOT), op, op), done]
+}

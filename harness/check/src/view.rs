@@ -38,7 +38,7 @@ impl<'a> View<'a> {
 
     /// Appointment id -> the op whose answer named it.
     pub fn booking_ops(&self) -> &FastMap<&'a str, u64> {
-        self.booking_ops.get_or_init(|| booking_ops(self.history))
+        self.booking_ops.get_or_init(|| booking_ops(&self.ops))
     }
 }
 

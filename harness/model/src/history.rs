@@ -17,6 +17,9 @@ pub enum OpKind {
     Forged,
     /// A probe of `/health/readiness` (no session): ok when ready, fail (503) when not.
     Readiness,
+    /// A cancellation of one of the client's own acknowledged appointments; its completion
+    /// names the appointment.
+    Cancel,
 }
 
 impl OpKind {
@@ -27,6 +30,7 @@ impl OpKind {
             OpKind::Book => "book",
             OpKind::Forged => "forged",
             OpKind::Readiness => "readiness",
+            OpKind::Cancel => "cancel",
         }
     }
 }

@@ -177,11 +177,15 @@ pub struct Mix {
     /// Probes of `/health/readiness` (for the readiness invariant).
     #[serde(default)]
     pub readiness: f64,
+    /// Cancellations of the client's own acknowledged appointments (skipped while it has
+    /// none).
+    #[serde(default)]
+    pub cancel: f64,
 }
 
 impl Mix {
     pub fn total(&self) -> f64 {
-        self.book + self.availability + self.forged + self.readiness
+        self.book + self.availability + self.forged + self.readiness + self.cancel
     }
 }
 
@@ -192,6 +196,7 @@ impl Default for Mix {
             availability: 0.3,
             forged: 0.0,
             readiness: 0.0,
+            cancel: 0.0,
         }
     }
 }
@@ -796,6 +801,7 @@ impl Scenario {
             ("availability", w.mix.availability),
             ("forged", w.mix.forged),
             ("readiness", w.mix.readiness),
+            ("cancel", w.mix.cancel),
         ] {
             if !(weight.is_finite() && weight >= 0.0) {
                 return bad(&format!("workload.mix.{name}"), "expected a weight >= 0");

@@ -218,7 +218,7 @@ pub fn clean(intents: &[Intent], fault: bool) -> World {
                 }
             }
             OpKind::Forged => Record::Fail(answer(401, None)),
-            OpKind::Availability | OpKind::Login | OpKind::Readiness => {
+            OpKind::Availability | OpKind::Login | OpKind::Readiness | OpKind::Cancel => {
                 Record::Ok(answer(200, None))
             }
         };

@@ -77,6 +77,12 @@ impl TargetClient {
         send(req).await
     }
 
+    /// Cancel one of the caller's appointments.
+    pub async fn cancel(&self, process: u32, token: &str, appointment: &str) -> Reply {
+        let path = format!("/api/v1/appointments/{appointment}/cancel");
+        send(self.http.post(self.url(process, &path)).bearer_auth(token)).await
+    }
+
     /// A readiness probe: no session, 200 when ready, 503 when a dependency is down.
     pub async fn readiness(&self, process: u32) -> Reply {
         send(self.http.get(self.url(process, "/health/readiness"))).await

@@ -23,6 +23,8 @@ struct Shared {
     next_op: AtomicU64,
     /// One session token per process (client).
     sessions: Vec<Mutex<Option<String>>>,
+    /// Per process, its acknowledged appointments not yet cancelled, oldest first.
+    booked: Vec<Mutex<std::collections::VecDeque<(String, Slot)>>>,
 }
 
 /// Run the plan to its end and wait for every op to complete.
@@ -32,6 +34,7 @@ pub async fn drive(plan: Vec<Planned>, client: TargetClient, rec: Recorder, clie
         rec,
         next_op: AtomicU64::new(1),
         sessions: (0..clients).map(|_| Mutex::new(None)).collect(),
+        booked: (0..clients).map(|_| Mutex::default()).collect(),
     });
     let clock = shared.rec.clock();
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
@@ -61,9 +64,19 @@ async fn run_op(s: &Shared, p: &Planned) {
         } else {
             s.client.readiness(p.process).await
         };
-        finish(s, id, p.f, reply);
+        finish(s, id, p.f, reply, None);
         return;
     }
+    // A cancellation needs an appointment of this client's to cancel; without one it is
+    // not sent (and not recorded).
+    let target = if p.f == OpKind::Cancel {
+        match s.booked[p.process as usize].lock().await.pop_front() {
+            Some(t) => Some(t),
+            None => return,
+        }
+    } else {
+        None
+    };
     let token = {
         let mut session = s.sessions[p.process as usize].lock().await;
         if session.is_none() {
@@ -72,7 +85,7 @@ async fn run_op(s: &Shared, p: &Planned) {
         session.clone()
     };
     let id = s.next_op.fetch_add(1, Ordering::Relaxed);
-    let slot = Some(p.slot);
+    let slot = Some(target.as_ref().map_or(p.slot, |t| t.1));
     invoke(s, id, p, p.f, slot);
     let Some(token) = token else {
         complete(
@@ -92,6 +105,10 @@ async fn run_op(s: &Shared, p: &Planned) {
                 .await
         }
         OpKind::Availability => s.client.availability(p.process, &token, p.slot).await,
+        OpKind::Cancel => {
+            let (appointment, _) = target.as_ref().expect("a cancel has its target");
+            s.client.cancel(p.process, &token, appointment).await
+        }
         OpKind::Login | OpKind::Forged | OpKind::Readiness => {
             unreachable!("logins happen on demand; session-less ops return above")
         }
@@ -100,7 +117,10 @@ async fn run_op(s: &Shared, p: &Planned) {
         // The session is gone (e.g. Redis lost it): log in again on the next op.
         *s.sessions[p.process as usize].lock().await = None;
     }
-    finish(s, id, p.f, reply);
+    let named = finish(s, id, p.f, reply, target.as_ref().map(|t| t.0.as_str()));
+    if p.f == OpKind::Book {
+        remember(s, p, named).await;
+    }
     if p.resubmit {
         // The same request again, as a client that did not trust the first answer sends it.
         let again = Planned {
@@ -114,7 +134,18 @@ async fn run_op(s: &Shared, p: &Planned) {
             .client
             .book(again.process, &token, again.slot, again.key.as_deref())
             .await;
-        finish(s, id, OpKind::Book, reply);
+        let named = finish(s, id, OpKind::Book, reply, None);
+        remember(s, &again, named).await;
+    }
+}
+
+/// Keep an acknowledged appointment for the client's later cancellations.
+async fn remember(s: &Shared, p: &Planned, appointment: Option<String>) {
+    if let Some(a) = appointment {
+        let mut booked = s.booked[p.process as usize].lock().await;
+        if !booked.iter().any(|(b, _)| *b == a) {
+            booked.push_back((a, p.slot));
+        }
     }
 }
 
@@ -126,7 +157,7 @@ async fn login(s: &Shared, p: &Planned) -> Option<String> {
         Reply::Answer { status: 201, body } => body["token"].as_str().map(str::to_string),
         _ => None,
     };
-    finish(s, id, OpKind::Login, reply);
+    finish(s, id, OpKind::Login, reply, None);
     token
 }
 
@@ -149,8 +180,9 @@ fn invoke(s: &Shared, op: u64, p: &Planned, f: OpKind, slot: Option<Slot>) {
 
 /// Map a reply to an outcome. A write whose answer was lost, or that failed on the server
 /// side, may have taken effect: `info`. Reads and refused connections change nothing: `fail`.
-fn finish(s: &Shared, op: u64, f: OpKind, reply: Reply) {
-    let writes = matches!(f, OpKind::Book | OpKind::Login);
+/// Returns the appointment an `ok` names: the one booked, or `target`, the one cancelled.
+fn finish(s: &Shared, op: u64, f: OpKind, reply: Reply, target: Option<&str>) -> Option<String> {
+    let writes = matches!(f, OpKind::Book | OpKind::Login | OpKind::Cancel);
     match reply {
         Reply::Answer { status, body } => {
             let outcome = match status {
@@ -158,23 +190,24 @@ fn finish(s: &Shared, op: u64, f: OpKind, reply: Reply) {
                 500..=599 if writes => Outcome::Info,
                 _ => Outcome::Fail,
             };
-            let appointment = (f == OpKind::Book && outcome == Outcome::Ok)
-                .then(|| body["id"].as_str().map(str::to_string))
-                .flatten();
+            let appointment = match (f, outcome) {
+                (OpKind::Book, Outcome::Ok) => body["id"].as_str().map(str::to_string),
+                (OpKind::Cancel, Outcome::Ok) => target.map(str::to_string),
+                _ => None,
+            };
             let error = (outcome != Outcome::Ok).then(|| error_code(&body));
-            complete(s, op, outcome, Some(status), appointment, error);
+            complete(s, op, outcome, Some(status), appointment.clone(), error);
+            appointment
         }
-        Reply::NotSent(e) => complete(
-            s,
-            op,
-            Outcome::Fail,
-            None,
-            None,
-            Some(format!("not sent: {e}")),
-        ),
+        Reply::NotSent(e) => {
+            let error = Some(format!("not sent: {e}"));
+            complete(s, op, Outcome::Fail, None, None, error);
+            None
+        }
         Reply::Lost(e) => {
             let outcome = if writes { Outcome::Info } else { Outcome::Fail };
             complete(s, op, outcome, None, None, Some(e));
+            None
         }
     }
 }

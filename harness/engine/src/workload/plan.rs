@@ -73,8 +73,10 @@ pub fn plan(seed: u64, w: &Workload) -> Vec<Planned> {
                 OpKind::Availability
             } else if pick < w.mix.book + w.mix.availability + w.mix.forged {
                 OpKind::Forged
-            } else {
+            } else if pick < w.mix.book + w.mix.availability + w.mix.forged + w.mix.readiness {
                 OpKind::Readiness
+            } else {
+                OpKind::Cancel
             };
             let k = rng.random_range(0..calendar);
             let slot = slot_start(k, w.providers);
@@ -107,6 +109,7 @@ mod tests {
                 availability: 1.0,
                 forged: 0.0,
                 readiness: 0.0,
+                cancel: 0.0,
             },
             providers: 3,
             hot_slots: Some(2),
