@@ -112,6 +112,40 @@ fn assert_nothing_left(r: &Run) {
     );
 }
 
+/// Run `file` on both profiles with `seed`: naive must exit 1 with each of `broken` invalid,
+/// hardened exit 0 with each of `held` valid, and neither may leave anything behind. Returns
+/// both verdicts for further checks; the bundles are removed.
+fn naive_breaks_hardened_holds(
+    file: &str,
+    seed: u64,
+    broken: &[&str],
+    held: &[&str],
+) -> (Value, Value, String) {
+    let naive = run(file, "naive", seed, &[]);
+    assert_eq!(naive.code, 1, "naive stderr:\n{}", naive.stderr);
+    let nv = verdicts(&naive);
+    for inv in broken {
+        assert_eq!(result(&nv, inv)["verdict"], "invalid", "naive {inv}: {nv}");
+    }
+    let history = std::fs::read_to_string(naive.out.join("history.jsonl")).unwrap();
+    assert_nothing_left(&naive);
+    let hardened = run(file, "hardened", seed, &[]);
+    assert_eq!(
+        hardened.code, 0,
+        "hardened stdout:\n{}\nstderr:\n{}",
+        hardened.stdout, hardened.stderr
+    );
+    let hv = verdicts(&hardened);
+    for inv in held {
+        assert_eq!(result(&hv, inv)["verdict"], "valid", "hardened {inv}: {hv}");
+    }
+    assert_nothing_left(&hardened);
+    for r in [naive, hardened] {
+        let _ = std::fs::remove_dir_all(&r.out);
+    }
+    (nv, hv, history)
+}
+
 #[test]
 fn booking_contention_double_books_on_naive_and_not_on_hardened() {
     let naive = run("booking-contention.toml", "naive", 11, &[]);
@@ -239,35 +273,22 @@ fn booking_contention_double_books_on_naive_and_not_on_hardened() {
 
 #[test]
 fn a_broker_kill_loses_reminders_on_naive_and_none_on_hardened() {
-    let naive = run("rabbitmq-kill.toml", "naive", 12, &[]);
-    assert_eq!(naive.code, 1, "stderr:\n{}", naive.stderr);
-    let v = verdicts(&naive);
-    assert_eq!(result(&v, "no_lost_reminders")["verdict"], "invalid", "{v}");
+    let (naive, _, _) = naive_breaks_hardened_holds(
+        "rabbitmq-kill.toml",
+        12,
+        &["no_lost_reminders"],
+        &[
+            "no_lost_reminders",
+            "no_duplicate_reminders",
+            "faults_applied",
+        ],
+    );
     assert!(
-        !result(&v, "no_lost_reminders")["rows"]
+        !result(&naive, "no_lost_reminders")["rows"]
             .as_array()
             .unwrap()
             .is_empty()
     );
-    assert_nothing_left(&naive);
-    let hardened = run("rabbitmq-kill.toml", "hardened", 12, &[]);
-    assert_eq!(
-        hardened.code, 0,
-        "stdout:\n{}\nstderr:\n{}",
-        hardened.stdout, hardened.stderr
-    );
-    let v = verdicts(&hardened);
-    for inv in [
-        "no_lost_reminders",
-        "no_duplicate_reminders",
-        "faults_applied",
-    ] {
-        assert_eq!(result(&v, inv)["verdict"], "valid", "{inv}: {v}");
-    }
-    assert_nothing_left(&hardened);
-    for r in [naive, hardened] {
-        let _ = std::fs::remove_dir_all(&r.out);
-    }
 }
 
 /// 000:S1: with SendGrid refusing every call, naive requeues each failed reminder at once
@@ -275,11 +296,17 @@ fn a_broker_kill_loses_reminders_on_naive_and_none_on_hardened() {
 /// and opens its breaker, and every e-mail still gets through after the heal.
 #[test]
 fn a_dead_sendgrid_is_stormed_on_naive_and_not_on_hardened() {
-    let naive = run("sendgrid-down.toml", "naive", 4, &[]);
-    assert_eq!(naive.code, 1, "stderr:\n{}", naive.stderr);
-    let v = verdicts(&naive);
-    let storm = result(&v, "bounded_calls");
-    assert_eq!(storm["verdict"], "invalid", "{v}");
+    let (naive, _, _) = naive_breaks_hardened_holds(
+        "sendgrid-down.toml",
+        4,
+        &["bounded_calls", "no_duplicate_reminders"],
+        &[
+            "bounded_calls",
+            "no_lost_reminders",
+            "no_duplicate_reminders",
+        ],
+    );
+    let storm = result(&naive, "bounded_calls");
     assert!(
         storm["rows"][0]
             .as_str()
@@ -287,51 +314,27 @@ fn a_dead_sendgrid_is_stormed_on_naive_and_not_on_hardened() {
             .contains("refused calls to sendgrid in second"),
         "{storm}"
     );
-    assert_eq!(result(&v, "no_duplicate_reminders")["verdict"], "invalid");
-    assert_nothing_left(&naive);
-    let hardened = run("sendgrid-down.toml", "hardened", 4, &[]);
-    assert_eq!(hardened.code, 0, "stdout:\n{}", hardened.stdout);
-    let v = verdicts(&hardened);
-    for inv in [
-        "bounded_calls",
-        "no_lost_reminders",
-        "no_duplicate_reminders",
-    ] {
-        assert_eq!(result(&v, inv)["verdict"], "valid", "{inv}: {v}");
-    }
-    assert_nothing_left(&hardened);
-    for r in [naive, hardened] {
-        let _ = std::fs::remove_dir_all(&r.out);
-    }
 }
 
 /// 000:C5, 001:C-1: bookings sent twice with one Idempotency-Key. Naive ignores the key
 /// and answers the retry 409, its own booking taken for a conflict; hardened replays.
 #[test]
 fn a_resubmitted_booking_conflicts_with_itself_on_naive_only() {
-    let naive = run("idempotent-retry.toml", "naive", 6, &[]);
-    assert_eq!(naive.code, 1, "stderr:\n{}", naive.stderr);
-    let v = verdicts(&naive);
-    let r = result(&v, "idempotent_creation");
-    assert_eq!(r["verdict"], "invalid", "{v}");
+    let (naive, _, history) = naive_breaks_hardened_holds(
+        "idempotent-retry.toml",
+        6,
+        &["idempotent_creation"],
+        &["idempotent_creation"],
+    );
+    let r = result(&naive, "idempotent_creation");
     assert!(
         r["rows"][0].as_str().unwrap().contains("then answered 409"),
         "{r}"
     );
-    let history = std::fs::read_to_string(naive.out.join("history.jsonl")).unwrap();
     assert!(
         history.contains("\"key\":"),
         "keyed bookings are recorded with their key"
     );
-    assert_nothing_left(&naive);
-    let hardened = run("idempotent-retry.toml", "hardened", 6, &[]);
-    assert_eq!(hardened.code, 0, "stdout:\n{}", hardened.stdout);
-    let v = verdicts(&hardened);
-    assert_eq!(result(&v, "idempotent_creation")["verdict"], "valid", "{v}");
-    assert_nothing_left(&hardened);
-    for r in [naive, hardened] {
-        let _ = std::fs::remove_dir_all(&r.out);
-    }
 }
 
 #[test]

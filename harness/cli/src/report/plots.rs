@@ -348,20 +348,14 @@ fn rate_lines<const N: usize>(
 /// Completed ops per second by outcome, with fault windows shaded.
 pub fn throughput_svg(se: &Series) -> String {
     let points: Vec<(f64, [f64; 3])> = se.rates.iter().map(|r| (r.0, [r.1, r.2, r.3])).collect();
-    let top = peak(points.iter().map(|p| &p.1[..]));
-    svg(
+    let names = [("ok", OK), ("fail", FAIL), ("info (unknown)", INFO)];
+    rates_svg(
+        se,
         "Throughput and errors",
         "ops per second",
         se.end_s,
-        0f64..top,
-        |chart| {
-            shade_faults(chart, &se.windows, (0.0, top))?;
-            rate_lines(
-                chart,
-                &points,
-                [("ok", OK), ("fail", FAIL), ("info (unknown)", INFO)],
-            )
-        },
+        &points,
+        names,
     )
 }
 
@@ -374,21 +368,31 @@ pub fn deliveries_svg(se: &Series) -> Option<String> {
     let end = se
         .end_s
         .max(points.last().map_or(0.0, |p| p.0 + se.bucket_s));
-    let top = peak(points.iter().map(|p| &p.1[..]));
-    Some(svg(
+    let names = [("SMS (Twilio)", P50), ("e-mail (SendGrid)", OK)];
+    Some(rates_svg(
+        se,
         "Reminder deliveries",
         "deliveries per second",
         end,
-        0f64..top,
-        |chart| {
-            shade_faults(chart, &se.windows, (0.0, top))?;
-            rate_lines(
-                chart,
-                &points,
-                [("SMS (Twilio)", P50), ("e-mail (SendGrid)", OK)],
-            )
-        },
+        &points,
+        names,
     ))
+}
+
+/// Rates per time bucket as lines from zero, with fault windows shaded.
+fn rates_svg<const N: usize>(
+    se: &Series,
+    title: &str,
+    y_desc: &str,
+    end: f64,
+    points: &[(f64, [f64; N])],
+    names: [(&str, RGBColor); N],
+) -> String {
+    let top = peak(points.iter().map(|p| &p.1[..]));
+    svg(title, y_desc, end, 0f64..top, |chart| {
+        shade_faults(chart, &se.windows, (0.0, top))?;
+        rate_lines(chart, points, names)
+    })
 }
 
 fn peak<'a>(rows: impl Iterator<Item = &'a [f64]>) -> f64 {
