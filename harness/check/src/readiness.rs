@@ -1,7 +1,9 @@
 //! Readiness reflects dependencies: `/health/readiness` answers not ready (503) while a
-//! dependency of the target is killed, from `within` after the kill until its restart, and
-//! ready (200) in the steady phase. Probes in the settling time after a kill or in a
-//! recovery window are not judged, nor probes that got no answer.
+//! dependency of the target is killed, and ready (200) in the steady phase. A probe is held
+//! to "not ready" when it was sent at least `within` after the kill and answered at least
+//! half a second before the heal event (which the harness records once the restarted
+//! server answers its own probe, a moment after the target may see it back). Probes in those
+//! margins or in a recovery window are not judged, nor probes that got no answer.
 
 use chaos_model::{CheckResult, History, OpKind, ReadinessBound, Scenario, Verdict};
 
@@ -9,6 +11,8 @@ use crate::phases::{Phase, PhaseMap};
 use crate::view::{View, with_history};
 
 pub const NAME: &str = "readiness";
+/// How long before the heal event a probe must have been answered to be held to "not ready".
+const BEFORE_HEAL_US: u64 = 500_000;
 
 pub fn check_readiness(
     bound: &ReadinessBound,
@@ -33,7 +37,7 @@ pub(crate) fn check(bound: &ReadinessBound, scenario: &Scenario, v: &View<'_>) -
         .fault_windows()
         .into_iter()
         .filter(|(i, _, _)| scenario.faults.get(*i).is_some_and(|f| f.kill.is_some()))
-        .map(|(_, a, b)| (a.saturating_add(grace), b))
+        .map(|(_, a, b)| (a.saturating_add(grace), b.saturating_sub(BEFORE_HEAL_US)))
         .filter(|(a, b)| a < b)
         .collect();
     let phases = PhaseMap::new(history, scenario.phases.recovery);
@@ -45,7 +49,11 @@ pub(crate) fn check(bound: &ReadinessBound, scenario: &Scenario, v: &View<'_>) -
             continue;
         };
         let ready = status == 200;
-        if outages.iter().any(|&(a, b)| a <= p.due_us && p.due_us < b) {
+        let answered = p.complete_us.unwrap_or(u64::MAX);
+        if outages
+            .iter()
+            .any(|&(a, b)| a <= p.invoke_us && answered < b)
+        {
             down_judged += 1;
             if ready {
                 liars.push(p.id);
@@ -157,6 +165,8 @@ readiness = { within = "500ms" }
         r.extend(probe(2, 2_100_000, Some(settling)));
         r.extend(probe(3, 3_000_000, Some(killed)));
         r.extend(probe(4, 4_000_000, None));
+        // Answered within half a second of the heal event: the restarted server may be back.
+        r.extend(probe(7, 5_800_000, Some(200)));
         r.push(heal(6_000_000));
         r.extend(probe(5, 6_500_000, Some(503)));
         r.extend(probe(6, 8_000_000, Some(200)));
@@ -169,7 +179,7 @@ readiness = { within = "500ms" }
         assert_eq!(r.verdict, Verdict::Valid, "{}", r.detail);
         assert!(
             r.detail
-                .contains("6 probes: while a dependency was killed 1/1 not ready; steady 2/2 ready; 1 unanswered"),
+                .contains("7 probes: while a dependency was killed 1/1 not ready; steady 2/2 ready; 1 unanswered"),
             "{}",
             r.detail
         );
