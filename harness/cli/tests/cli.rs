@@ -74,3 +74,29 @@ fn every_checked_in_scenario_validates() {
     let (code, out, err) = chaos(&args);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+#[test]
+fn every_checked_in_suite_names_scenarios_that_exist_and_validate() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios");
+    let mut suites = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let suite = chaos_model::Suite::parse(&path.display().to_string(), &text)
+            .unwrap_or_else(|e| panic!("{e}"));
+        suites += 1;
+        let files: Vec<String> = suite
+            .runs
+            .iter()
+            .map(|r| dir.join(&r.scenario).display().to_string())
+            .collect();
+        let mut args = vec!["validate"];
+        args.extend(files.iter().map(String::as_str));
+        let (code, out, err) = chaos(&args);
+        assert_eq!(code, 0, "{}: {out}{err}", path.display());
+    }
+    assert!(suites >= 2, "smoke and nightly");
+}
