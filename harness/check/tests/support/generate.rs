@@ -46,7 +46,8 @@ pub fn scenario() -> Scenario {
 /// What one client op tries, and how its answer goes.
 #[derive(Debug, Clone, Copy)]
 pub struct Intent {
-    /// 0 book, 1 availability, 2 login, 3 forged token.
+    /// 0 book, 1 availability, 2 login, 3 forged token, 4 cancel the slot's appointment
+    /// (when it was acknowledged before this op; otherwise a read).
     pub kind: u8,
     /// Which slot a booking asks for.
     pub slot: u32,
@@ -68,6 +69,17 @@ pub struct World {
     pub applied: BTreeMap<u64, String>,
     /// Op ids of acknowledged bookings.
     pub acknowledged: Vec<u64>,
+    /// Op ids of acknowledged bookings whose appointment was cancelled (acknowledged).
+    pub cancelled: Vec<u64>,
+}
+
+impl World {
+    /// Acknowledged bookings whose appointment is still live.
+    pub fn live_acknowledged(&self) -> Vec<u64> {
+        let mut v = self.acknowledged.clone();
+        v.retain(|op| !self.cancelled.contains(op));
+        v
+    }
 }
 
 fn slot(i: u32) -> Slot {
@@ -129,7 +141,9 @@ pub fn clean(intents: &[Intent], fault: bool) -> World {
     for stub in ["twilio", "sendgrid", "ehr"] {
         ev.stub_calls.insert(stub.into(), Vec::new());
     }
-    let mut booked: BTreeMap<Slot, String> = BTreeMap::new();
+    // Slot -> (appointment, booking op, when the client learnt of it, if it did).
+    let mut booked: BTreeMap<Slot, (String, u64, Option<u64>)> = BTreeMap::new();
+    let mut cancelled = Vec::new();
     let mut applied = BTreeMap::new();
     let mut acknowledged = Vec::new();
     let mut seq = 0u64;
@@ -156,18 +170,24 @@ pub fn clean(intents: &[Intent], fault: bool) -> World {
                 fault_state += 1;
             }
         }
-        let f = match it.kind % 4 {
+        let s = slot(it.slot);
+        // A client cancels only an appointment it was told of before it sends the cancel.
+        let cancellable = booked
+            .get(&s)
+            .is_some_and(|(_, _, acked)| acked.is_some_and(|a| a <= t));
+        let f = match it.kind % 5 {
             0 => OpKind::Book,
             1 => OpKind::Availability,
             2 => OpKind::Login,
-            _ => OpKind::Forged,
+            3 => OpKind::Forged,
+            _ if cancellable => OpKind::Cancel,
+            _ => OpKind::Availability,
         };
-        let s = slot(it.slot);
         records.push(Record::Invoke(Invoke {
             op,
             process: (n % 16) as u32,
             f,
-            slot: (f == OpKind::Book).then_some(s),
+            slot: matches!(f, OpKind::Book | OpKind::Cancel).then_some(s),
             due_us: t,
             time_us: t,
             key: None,
@@ -186,7 +206,7 @@ pub fn clean(intents: &[Intent], fault: bool) -> World {
                 let id = format!("a-{op}");
                 let fate = it.fate % 5;
                 if fate <= 2 {
-                    booked.insert(s, id.clone());
+                    booked.insert(s, (id.clone(), op, (fate <= 1).then_some(done)));
                     applied.insert(op, id.clone());
                     let rows = ev.appointments.as_mut().expect("set above");
                     rows.push(AppointmentRow {
@@ -217,8 +237,25 @@ pub fn clean(intents: &[Intent], fault: bool) -> World {
                     _ => Record::Fail(answer(503, None)),
                 }
             }
+            OpKind::Cancel => {
+                let (id, booking, _) = booked.remove(&s).expect("cancellable");
+                let rows = ev.appointments.as_mut().expect("set above");
+                for r in rows.iter_mut().filter(|r| r.id == id) {
+                    r.status = "cancelled".into();
+                }
+                let mut update = ehr(seq, &id);
+                update.body["status"] = "cancelled".into();
+                update.status = 200;
+                ev.stub_calls
+                    .get_mut("ehr")
+                    .expect("set above")
+                    .push(update);
+                seq += 1;
+                cancelled.push(booking);
+                Record::Ok(answer(200, Some(id)))
+            }
             OpKind::Forged => Record::Fail(answer(401, None)),
-            OpKind::Availability | OpKind::Login | OpKind::Readiness | OpKind::Cancel => {
+            OpKind::Availability | OpKind::Login | OpKind::Readiness => {
                 Record::Ok(answer(200, None))
             }
         };
@@ -230,6 +267,7 @@ pub fn clean(intents: &[Intent], fault: bool) -> World {
         evidence: ev,
         applied,
         acknowledged,
+        cancelled,
     }
 }
 
