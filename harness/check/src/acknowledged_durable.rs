@@ -3,10 +3,9 @@
 //! over, unless the client later cancelled it; every cancellation it acknowledged left its
 //! row cancelled. A booking whose cancellation got no answer (`info`) may be either.
 
-use crate::fasthash::FastMap;
-
 use chaos_model::{CheckResult, Evidence, History, OpKind, Outcome, Verdict};
 
+use crate::fasthash::FastMap;
 use crate::view::View;
 
 pub const NAME: &str = "acknowledged_durable";
@@ -26,28 +25,8 @@ pub(crate) fn check(v: &View<'_>) -> CheckResult {
         .iter()
         .map(|r| (r.id.as_str(), r.status.as_str()))
         .collect();
-    // Cancellations the client sent, by appointment: acknowledged or maybe applied.
-    let mut cancel_acked: FastMap<&str, u64> = FastMap::default();
-    let mut cancel_maybe: FastMap<&str, u64> = FastMap::default();
-    for o in v.ops.iter().filter(|o| o.f == OpKind::Cancel) {
-        if let Some(id) = o.appointment {
-            cancel_acked.insert(id, o.id);
-        } else if o.outcome == Outcome::Info {
-            // The target is the slot's booking by this client; its id is in the invoke's
-            // slot only, so an unanswered cancel excuses every booking of that slot.
-            if let Some(slot) = o.slot {
-                for b in v
-                    .ops
-                    .iter()
-                    .filter(|b| b.f == OpKind::Book && b.slot == Some(slot))
-                {
-                    if let Some(id) = b.appointment {
-                        cancel_maybe.insert(id, o.id);
-                    }
-                }
-            }
-        }
-    }
+    // A booking that a cancellation may have undone is held to nothing.
+    let cancelled_from = v.cancelled_from();
     let (mut acked, mut cancels) = (0usize, 0usize);
     let mut lost_ops = Vec::new();
     let mut lost_rows = Vec::new();
@@ -60,9 +39,7 @@ pub(crate) fn check(v: &View<'_>) -> CheckResult {
             continue;
         };
         let (expected, by) = match o.f {
-            OpKind::Book if cancel_acked.contains_key(id) || cancel_maybe.contains_key(id) => {
-                continue;
-            }
+            OpKind::Book if cancelled_from.contains_key(id) => continue,
             OpKind::Book => {
                 acked += 1;
                 ("booked", o.id)
@@ -172,8 +149,8 @@ mod tests {
         let mut cancelled = row("a");
         cancelled.status = "cancelled".into();
         let mut h = vec![book(1, SLOT), booked(1, "a"), book(2, SLOT), booked(2, "b")];
-        h.extend(cancel(3, "a", true));
-        h.extend(cancel(4, "b", true));
+        h.extend(cancel(3, 1, "a", true));
+        h.extend(cancel(4, 2, "b", true));
         // a was cancelled as acknowledged; b's acknowledged cancellation did not stick.
         let r = check_acknowledged_durable(
             &history(h.clone()),
@@ -188,7 +165,7 @@ mod tests {
         );
         // An unanswered cancellation excuses its booking either way.
         let mut h = vec![book(1, SLOT), booked(1, "a")];
-        h.extend(cancel(2, "a", false));
+        h.extend(cancel(2, 1, "a", false));
         let r = check_acknowledged_durable(&history(h.clone()), &evidence(vec![cancelled]));
         assert_eq!(
             r.verdict,

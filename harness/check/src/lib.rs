@@ -89,11 +89,7 @@ pub fn check_all(scenario: &Scenario, history: &History, evidence: &Evidence) ->
         out.push(within_schedule::check(&v));
     }
     if inv.rate_limit.is_some() {
-        out.push(check_rate_limit(
-            scenario.options.rate_limit,
-            history,
-            evidence,
-        ));
+        out.push(rate_limit::check(scenario.options.rate_limit, &v));
     }
     if let Some(bound) = &inv.readiness {
         out.push(readiness::check(bound, scenario, &v));

@@ -6,7 +6,6 @@
 
 use chaos_model::{CheckResult, Evidence, History, OpKind, Outcome, Slot, Verdict};
 
-use crate::fasthash::FastMap;
 use crate::view::View;
 
 pub const NAME: &str = "no_double_booking";
@@ -23,25 +22,8 @@ pub(crate) fn check(v: &View<'_>) -> CheckResult {
 
     // From the history: an `ok` is proof that the system promised the slot to that client.
     // `info` bookings may have happened too, but prove nothing, so they never convict.
-    // When each appointment may have stopped being live: the invoke of a cancellation that
-    // names it, or of an unanswered one by the same client for the same slot.
-    let mut cancelled_at: FastMap<&str, u64> = FastMap::default();
-    let mut maybe_cancelled_at: FastMap<(u32, Slot), u64> = FastMap::default();
-    for c in ops.iter().filter(|o| o.f == OpKind::Cancel) {
-        match (c.outcome, c.appointment, c.slot) {
-            (Outcome::Ok, Some(a), _) => {
-                let t = cancelled_at.entry(a).or_insert(u64::MAX);
-                *t = (*t).min(c.invoke_us);
-            }
-            (Outcome::Info, _, Some(slot)) => {
-                let t = maybe_cancelled_at
-                    .entry((c.process, slot))
-                    .or_insert(u64::MAX);
-                *t = (*t).min(c.invoke_us);
-            }
-            _ => {}
-        }
-    }
+    // When each appointment may have stopped being live.
+    let cancelled_from = v.cancelled_from();
     // (slot, appointment, op, acknowledged at, live until), sorted: a slot with two
     // appointments certainly live at once is a double booking; the same appointment twice
     // (an idempotent replay) is not.
@@ -49,12 +31,7 @@ pub(crate) fn check(v: &View<'_>) -> CheckResult {
         .iter()
         .filter_map(|o| {
             let (slot, a) = (o.slot?, o.appointment?);
-            let until = cancelled_at.get(a).copied().unwrap_or(u64::MAX).min(
-                maybe_cancelled_at
-                    .get(&(o.process, slot))
-                    .copied()
-                    .unwrap_or(u64::MAX),
-            );
+            let until = cancelled_from.get(a).copied().unwrap_or(u64::MAX);
             Some((slot, a, o.id, o.complete_us.unwrap_or(u64::MAX), until))
         })
         .collect();
@@ -146,7 +123,7 @@ mod tests {
     fn a_slot_cancelled_then_booked_again_is_no_double_booking() {
         // Booking 1 (acknowledged at 101) cancelled at 200 (acknowledged); booking 300 after.
         let mut records = vec![book(1, SLOT), booked(1, "a")];
-        records.extend(cancel(200, "a", true));
+        records.extend(cancel(200, 1, "a", true));
         records.extend([book(300, SLOT), booked(300, "b")]);
         let mut gone = row("a");
         gone.status = "cancelled".into();
@@ -164,7 +141,7 @@ mod tests {
             book(50, SLOT),
             booked(50, "b"),
         ];
-        early.extend(cancel(200, "a", true));
+        early.extend(cancel(200, 1, "a", true));
         match check_no_double_booking(&history(early), &ev).verdict {
             Verdict::Invalid { ops, .. } => assert_eq!(ops, vec![1, 50]),
             v => panic!("expected invalid, got {v:?}"),

@@ -9,17 +9,23 @@ use std::collections::BTreeMap;
 
 use chaos_model::{CheckResult, Evidence, History, OpKind, Verdict};
 
+use crate::view::View;
+
 pub const NAME: &str = "rate_limit";
 const MAX_PROOF_OPS: usize = 20;
 /// How close to a minute's edge (in ms) a request may be counted on the other side.
 const EDGE_MS: u64 = 1_000;
 
 pub fn check_rate_limit(limit: u32, history: &History, evidence: &Evidence) -> CheckResult {
+    check(limit, &View::new(history, evidence))
+}
+
+pub(crate) fn check(limit: u32, v: &View<'_>) -> CheckResult {
     let unknown = |reason: &str| CheckResult::new(NAME, Verdict::unknown(reason));
-    let Some(t0_ms) = evidence.run_started_unix_ms else {
+    let Some(t0_ms) = v.evidence.run_started_unix_ms else {
         return unknown("the evidence has no start time to place requests in minutes");
     };
-    // (user, minute) -> (let through: (op, at_ms), limited, near the edge)
+    // (user, minute) -> requests let through (op ids), answered 429, and near the edges.
     #[derive(Default)]
     struct Minute {
         through: Vec<u64>,
@@ -27,7 +33,7 @@ pub fn check_rate_limit(limit: u32, history: &History, evidence: &Evidence) -> C
         near_edge: usize,
     }
     let mut minutes: BTreeMap<(u32, u64), Minute> = BTreeMap::new();
-    for o in history.ops() {
+    for o in &v.ops {
         if !matches!(o.f, OpKind::Book | OpKind::Availability) {
             continue;
         }

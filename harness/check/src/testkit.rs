@@ -162,9 +162,9 @@ pub fn row(id: &str) -> AppointmentRow {
     }
 }
 
-/// A cancellation by op `op` (invoked at time `op`, by process `op`) of appointment `id` of
-/// `SLOT`: acknowledged (200, naming it) or unanswered.
-pub fn cancel(op: u64, id: &str, acknowledged: bool) -> [Record; 2] {
+/// A cancellation by op `op` (invoked at time `op`), sent by the client of booking op
+/// `booking`, of its appointment `id` of `SLOT`: acknowledged (200, naming it) or unanswered.
+pub fn cancel(op: u64, booking: u64, id: &str, acknowledged: bool) -> [Record; 2] {
     let done = if acknowledged {
         Record::Ok(Completion {
             status: Some(200),
@@ -174,5 +174,9 @@ pub fn cancel(op: u64, id: &str, acknowledged: bool) -> [Record; 2] {
     } else {
         timed_out(op)
     };
-    [invoke(op, OpKind::Cancel, Some(SLOT), op, op), done]
+    let mut sent = invoke(op, OpKind::Cancel, Some(SLOT), op, op);
+    if let Record::Invoke(i) = &mut sent {
+        i.process = booking as u32;
+    }
+    [sent, done]
 }

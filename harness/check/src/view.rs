@@ -1,11 +1,12 @@
 //! A run prepared once for every checker: the history's ops in id order, and (computed on
-//! first use) the stubs' reminder deliveries and which op booked each appointment. The
+//! first use) the stubs' reminder deliveries, which op booked each appointment and when each
+//! appointment may have been cancelled. The
 //! checkers read this view, so a million-op history is folded into ops once, not once per
 //! invariant.
 
 use std::cell::OnceCell;
 
-use chaos_model::{Evidence, History, Op};
+use chaos_model::{Evidence, History, Op, OpKind, Outcome, Slot};
 
 use crate::deliveries::{Deliveries, booking_ops, deliveries};
 use crate::fasthash::FastMap;
@@ -16,6 +17,7 @@ pub struct View<'a> {
     pub ops: Vec<Op<'a>>,
     deliveries: OnceCell<Option<Deliveries<'a>>>,
     booking_ops: OnceCell<FastMap<&'a str, u64>>,
+    cancelled_from: OnceCell<FastMap<&'a str, u64>>,
 }
 
 impl<'a> View<'a> {
@@ -26,6 +28,7 @@ impl<'a> View<'a> {
             ops: history.ops(),
             deliveries: OnceCell::new(),
             booking_ops: OnceCell::new(),
+            cancelled_from: OnceCell::new(),
         }
     }
 
@@ -40,6 +43,42 @@ impl<'a> View<'a> {
     pub fn booking_ops(&self) -> &FastMap<&'a str, u64> {
         self.booking_ops.get_or_init(|| booking_ops(&self.ops))
     }
+
+    /// Appointment id -> the earliest invoke of a cancellation that may have taken effect:
+    /// one acknowledged naming it, or one left unanswered (`info`) by the client that booked
+    /// it, for its slot (an unanswered cancellation names no appointment). Appointments no
+    /// cancellation may have touched are absent.
+    pub fn cancelled_from(&self) -> &FastMap<&'a str, u64> {
+        self.cancelled_from.get_or_init(|| {
+            let mut from: FastMap<&'a str, u64> = FastMap::default();
+            let mut unanswered: FastMap<(u32, Slot), u64> = FastMap::default();
+            for c in self.ops.iter().filter(|o| o.f == OpKind::Cancel) {
+                match (c.outcome, c.appointment, c.slot) {
+                    (Outcome::Ok, Some(a), _) => {
+                        earliest(from.entry(a).or_insert(u64::MAX), c.invoke_us);
+                    }
+                    (Outcome::Info, _, Some(slot)) => {
+                        let t = unanswered.entry((c.process, slot)).or_insert(u64::MAX);
+                        earliest(t, c.invoke_us);
+                    }
+                    _ => {}
+                }
+            }
+            for b in self.ops.iter().filter(|o| o.f == OpKind::Book) {
+                let (Some(a), Some(slot)) = (b.appointment, b.slot) else {
+                    continue;
+                };
+                if let Some(&at) = unanswered.get(&(b.process, slot)) {
+                    earliest(from.entry(a).or_insert(u64::MAX), at);
+                }
+            }
+            from
+        })
+    }
+}
+
+fn earliest(t: &mut u64, at: u64) {
+    *t = (*t).min(at);
 }
 
 /// Run a checker of the view on a history alone (for the checkers that need no evidence).

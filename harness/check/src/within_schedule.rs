@@ -6,6 +6,7 @@
 
 use chaos_model::{CheckResult, Evidence, History, OpKind, Outcome, ScheduleRow, Slot, Verdict};
 
+use crate::fasthash::FastMap;
 use crate::view::View;
 
 pub const NAME: &str = "within_schedule";
@@ -15,17 +16,24 @@ pub fn check_within_schedule(history: &History, evidence: &Evidence) -> CheckRes
     check(&View::new(history, evidence))
 }
 
-fn in_schedule(templates: &[ScheduleRow], slot: Slot) -> bool {
+/// Each provider's templates (one per weekday at most).
+type Templates<'a> = FastMap<u32, Vec<&'a ScheduleRow>>;
+
+fn in_schedule(templates: &Templates<'_>, slot: Slot) -> bool {
     templates
-        .iter()
-        .any(|t| t.provider == slot.provider && t.has_slot(slot.start))
+        .get(&slot.provider)
+        .is_some_and(|ts| ts.iter().any(|t| t.has_slot(slot.start)))
 }
 
 pub(crate) fn check(v: &View<'_>) -> CheckResult {
     let unknown = |reason: &str| CheckResult::new(NAME, Verdict::unknown(reason));
-    let (Some(rows), Some(templates)) = (&v.evidence.appointments, &v.evidence.schedules) else {
+    let (Some(rows), Some(schedules)) = (&v.evidence.appointments, &v.evidence.schedules) else {
         return unknown("the appointment rows and schedule templates were not collected");
     };
+    let mut templates: Templates<'_> = FastMap::default();
+    for t in schedules {
+        templates.entry(t.provider).or_default().push(t);
+    }
     let acked: Vec<_> = v
         .ops
         .iter()
@@ -37,12 +45,13 @@ pub(crate) fn check(v: &View<'_>) -> CheckResult {
     }
     let mut ops: Vec<u64> = acked
         .iter()
-        .filter(|o| o.slot.is_some_and(|s| !in_schedule(templates, s)))
+        .filter(|o| o.slot.is_some_and(|s| !in_schedule(&templates, s)))
         .map(|o| o.id)
         .collect();
+    let acked_outside = ops.len();
     let outside: Vec<_> = live
         .iter()
-        .filter(|r| !in_schedule(templates, r.slot))
+        .filter(|r| !in_schedule(&templates, r.slot))
         .collect();
     let booked_by = v.booking_ops();
     ops.extend(
@@ -56,7 +65,7 @@ pub(crate) fn check(v: &View<'_>) -> CheckResult {
         "{} acknowledged bookings and {} live rows against {} templates",
         acked.len(),
         live.len(),
-        templates.len()
+        schedules.len()
     );
     if ops.is_empty() && outside.is_empty() {
         return CheckResult::new(NAME, (Verdict::Valid, detail + ": every one in a slot"));
@@ -78,7 +87,10 @@ pub(crate) fn check(v: &View<'_>) -> CheckResult {
         NAME,
         (
             Verdict::Invalid { ops, rows: proof },
-            format!("{detail}: {} outside the schedule", outside.len().max(1)),
+            format!(
+                "{detail}: {acked_outside} acknowledged bookings and {} live rows outside the schedule",
+                outside.len()
+            ),
         ),
     )
 }

@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use chaos_engine::EngineError;
 use chaos_engine::runner::{self, RunReport, RunSpec};
-use chaos_model::{CheckResult, Evidence, History, Profile, Scenario};
+use chaos_model::{CheckResult, Profile, Scenario};
 
 use crate::args::{Cli, Command};
 use crate::exit;
@@ -125,11 +125,10 @@ pub fn run_one(rt: &tokio::runtime::Runtime, spec: RunSpec, file: &Path) -> Outc
                 seed,
                 reproduce: &reproduce,
             };
-            let mut lines = match read_back(&report.bundle) {
-                Ok((history, evidence)) => {
-                    report::bundle::write_reports(&facts, &report, &history, &evidence)
-                }
-                Err(e) => vec![e],
+            // The reports are rendered from the bundle's own files, as `chaos report` does.
+            let mut lines = match report::bundle::Bundle::load(&report.bundle) {
+                Ok(b) => report::bundle::write_reports(&facts, &report, &b.history, &b.evidence),
+                Err(e) => vec![format!("cannot read the bundle back: {e}")],
             };
             lines.extend(report::result_lines(&facts, &report));
             let code = exit::of_verdict(&CheckResult::overall(&report.results));
@@ -150,18 +149,6 @@ pub fn run_one(rt: &tokio::runtime::Runtime, spec: RunSpec, file: &Path) -> Outc
             ],
         },
     }
-}
-
-/// The history and evidence the engine wrote into the bundle, for the reports.
-fn read_back(bundle: &Path) -> Result<(History, Evidence), String> {
-    let history = std::fs::read_to_string(bundle.join("history.jsonl"))
-        .map_err(|e| format!("cannot read history.jsonl back: {e}"))
-        .and_then(|t| History::from_jsonl(&t))?;
-    let evidence = std::fs::read_to_string(bundle.join("evidence/evidence.json"))
-        .map_err(|e| e.to_string())
-        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
-        .map_err(|e| format!("cannot read evidence/evidence.json back: {e}"))?;
-    Ok((history, evidence))
 }
 
 /// Where `chaos up` records the environments it keeps, for `chaos down`.

@@ -36,7 +36,8 @@ pub fn report_html(
 ) -> String {
     let overall = CheckResult::overall(&r.results);
     let [invoked, ok, fail, info] = r.counts;
-    let series = Series::new(history, evidence);
+    let ops = history.ops();
+    let series = Series::new(history, &ops, evidence);
     let mut h = String::new();
     let title = format!("{} on {}", f.scenario, f.profile);
     let _ = write!(
@@ -83,7 +84,7 @@ pub fn report_html(
 
     faults(&mut h, history);
     evidence_section(&mut h, evidence);
-    ops_table(&mut h, r, history);
+    ops_table(&mut h, r, &ops);
     h += "</body></html>\n";
     h
 }
@@ -179,16 +180,15 @@ fn evidence_section(h: &mut String, ev: &Evidence) {
 }
 
 /// Every op a verdict cites, and the slowest ops, one row each with an anchor.
-fn ops_table(h: &mut String, r: &RunReport, history: &History) {
+fn ops_table(h: &mut String, r: &RunReport, ops: &[Op<'_>]) {
     let mut cited: BTreeMap<u64, BTreeSet<&str>> = BTreeMap::new();
     for c in &r.results {
-        if let Verdict::Invalid { ops, .. } = &c.verdict {
-            for o in ops {
+        if let Verdict::Invalid { ops: proof, .. } = &c.verdict {
+            for o in proof {
                 cited.entry(*o).or_default().insert(c.invariant.as_str());
             }
         }
     }
-    let ops = history.ops();
     let mut slow: Vec<&Op> = ops.iter().filter(|o| o.latency_us().is_some()).collect();
     slow.sort_by_key(|o| std::cmp::Reverse(o.latency_us()));
     for o in slow.into_iter().take(SLOWEST_LISTED) {

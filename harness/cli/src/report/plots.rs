@@ -43,8 +43,8 @@ fn s(us: u64) -> f64 {
 }
 
 impl Series {
-    pub fn new(history: &History, evidence: &Evidence) -> Series {
-        let ops = history.ops();
+    /// `ops` are the history's, folded once by the caller.
+    pub fn new(history: &History, ops: &[Op<'_>], evidence: &Evidence) -> Series {
         let end_us = history
             .records
             .iter()
@@ -55,7 +55,7 @@ impl Series {
         let n = (end_us / bucket_us + 1) as usize;
         let mut lat: Vec<Vec<u64>> = vec![Vec::new(); n];
         let mut rates = vec![[0u64; 3]; n];
-        for op in &ops {
+        for op in ops {
             if let Some(l) = op.latency_us() {
                 lat[(op.due_us / bucket_us) as usize].push(l);
             }
@@ -99,7 +99,7 @@ impl Series {
             bucket_s: per_s,
             end_s: s(end_us),
             latency,
-            slow: slowest(&ops),
+            slow: slowest(ops),
             rates,
             deliveries: deliveries(evidence, bucket_us, n),
             windows: history
@@ -450,7 +450,8 @@ mod tests {
 
     #[test]
     fn series_bucket_latency_rates_and_fault_windows() {
-        let se = Series::new(&history(), &Evidence::default());
+        let h = history();
+        let se = Series::new(&h, &h.ops(), &Evidence::default());
         assert_eq!(se.bucket_s, 1.0);
         assert_eq!(se.latency.len(), 3);
         assert_eq!(se.latency[0].p50, 1.0);
@@ -473,7 +474,8 @@ mod tests {
 
     #[test]
     fn the_svgs_are_self_contained_and_draw_every_series() {
-        let se = Series::new(&history(), &Evidence::default());
+        let h = history();
+        let se = Series::new(&h, &h.ops(), &Evidence::default());
         let lat = latency_svg(&se);
         assert!(lat.starts_with("<svg"), "{}", &lat[..80]);
         for label in [
