@@ -1083,6 +1083,28 @@ latency = { steady = { p99 = "200ms" } }
     }
 
     #[test]
+    fn probe_and_resubmit_invariants_need_their_workload() {
+        let with = |workload: &str, invariant: &str| {
+            GOOD.replace("clients = 8\n", &format!("clients = 8\n{workload}\n")) + invariant + "\n"
+        };
+        let e = parse(&with("", "readiness = {}")).unwrap_err();
+        assert_eq!(e.field, "invariants.readiness", "{e}");
+        let s = parse(&with(
+            "mix = { book = 1, readiness = 0.1 }",
+            "readiness = { within = \"1s\" }",
+        ))
+        .unwrap();
+        assert_eq!(s.invariants.readiness.unwrap().within, Dur::from_secs(1));
+        let e = parse(&with("", "idempotent_creation = {}")).unwrap_err();
+        assert_eq!(e.field, "invariants.idempotent_creation", "{e}");
+        assert!(parse(&with("resubmit = 0.3", "idempotent_creation = {}")).is_ok());
+        let e = parse(&with("resubmit = 1.5", "")).unwrap_err();
+        assert_eq!(e.field, "workload.resubmit", "{e}");
+        let e = parse(&with("mix = { book = 1, cancel = -1 }", "")).unwrap_err();
+        assert_eq!(e.field, "workload.mix.cancel", "{e}");
+    }
+
+    #[test]
     fn knobs_act_on_stubs_only_and_are_checked() {
         let knobs = GOOD.replace(
             "service = \"twilio\"\ntoxic = { type = \"latency\", latency = \"100ms\" }",
