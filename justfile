@@ -16,12 +16,36 @@ build:
 smoke: build
     cargo run -q -p chaos-cli -- suite scenarios/smoke.toml
 
+# Build the docker environment's images (Debian packages by debootstrap, then the workspace's binaries); rebuilt only when an input changes
+images: build
+    cargo run -q -p chaos-cli -- images build
+
+# Run the smoke suite on the docker environment (containers through testcontainers)
+smoke-docker: build
+    cargo run -q -p chaos-cli -- suite scenarios/smoke.toml --env docker
+
+# Run the experiments only containers can run (a partition), on both profiles
+docker-suite: build
+    cargo run -q -p chaos-cli -- suite scenarios/docker.toml
+
+# Run the nightly suite: every scenario on both profiles (about 25 minutes)
+nightly *ARGS: build
+    cargo run -q -p chaos-cli -- suite scenarios/nightly.toml {{ARGS}}
+
+# Run the release suite: hardened, three seeds each, e.g. `just release --baseline reports/suites/release/<run>`
+release *ARGS: build
+    cargo run -q -p chaos-cli -- suite scenarios/release.toml {{ARGS}}
+
+# Fuzz the scenario parser, the suite parser and the bundle reader (CHAOS_FUZZ_CASES cases each, 64 by default)
+fuzz:
+    cargo nextest run -p chaos-cli fuzz
+
 # Run one scenario, e.g. `just run scenarios/mediconnect/redis-kill.toml --profile naive`
 run *ARGS: build
     cargo run -q -p chaos-cli -- run {{ARGS}}
 
 # Every test tier: unit and integration, then end-to-end against real servers
-test: build
+test: build images
     cargo nextest run --workspace --profile all
 
 # The fast tier only (no servers started)
@@ -32,9 +56,13 @@ test-fast: build
 test-e2e: build
     cargo nextest run --workspace --profile e2e
 
-# Benchmarks (release build): the proxy's overhead (as is, and every thread on one CPU), then every checker on a 1M-op history
+# The docker tier only (real containers: faults, partition, cleanup after Ctrl-C and SIGKILL)
+test-docker: build images
+    cargo nextest run --workspace --profile docker
+
+# Benchmarks (release build): the proxy's overhead (as is, and every thread on one CPU), every checker on a 1M-op history, then environment start local vs docker
 bench:
-    cargo bench -p chaos-engine --bench proxy && CHAOS_BENCH_PIN=0 cargo bench -p chaos-engine --bench proxy && cargo bench -p chaos-check --bench checkers
+    cargo bench -p chaos-engine --bench proxy && CHAOS_BENCH_PIN=0 cargo bench -p chaos-engine --bench proxy && cargo bench -p chaos-check --bench checkers && cargo build --workspace --bins && CHAOS_BIN_DIR="${CARGO_TARGET_DIR:-$PWD/target}/debug" cargo bench --profile dev -p chaos-engine --bench envstart
 
 # Benchmark of MediConnect itself (release build): capacity, p99 at 200 bookings/s, slots at 1M rows
 bench-target:

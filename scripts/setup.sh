@@ -2,7 +2,8 @@
 # Install what the project needs on Debian 12, idempotently: the servers the local
 # environment starts (PostgreSQL, Redis, RabbitMQ), the headers one test dependency builds
 # against (libssl-dev, pkg-config), `just` (from PyPI's rust-just, into .tools/), and
-# cargo-nextest. Safe to run again: it installs only what is missing. Extra Debian package
+# cargo-nextest, and debootstrap (the docker environment builds its images from Debian
+# packages: `chaos images build`). Safe to run again: it installs only what is missing. Extra Debian package
 # names given as arguments are installed too (`scripts/setup.sh chromium` for `just report-png`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +16,7 @@ sudo_if_needed() {
 
 # 1. Servers from Debian's packages. Their own init scripts are not used: the harness starts
 #    private instances as child processes on free loopback ports.
-packages=(postgresql redis-server rabbitmq-server pkg-config libssl-dev "$@")
+packages=(postgresql redis-server rabbitmq-server pkg-config libssl-dev debootstrap "$@")
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -98,7 +98,7 @@ fn main() {
         ),
         (
             "auth_fails_closed",
-            Box::new(|| drop(chaos_check::check_auth_fails_closed(h))),
+            Box::new(|| drop(chaos_check::check_auth_fails_closed(s, h))),
         ),
         (
             "success_ratio",
@@ -129,7 +129,67 @@ fn main() {
         ),
         (
             "no_lost_reminders",
-            Box::new(|| drop(chaos_check::check_no_lost_reminders(h, ev))),
+            Box::new(|| drop(chaos_check::check_no_lost_reminders(s, h, ev))),
+        ),
+        (
+            "readiness",
+            Box::new(|| {
+                drop(chaos_check::check_readiness(
+                    inv.readiness.as_ref().expect("set"),
+                    h,
+                ))
+            }),
+        ),
+        (
+            "delivered_within",
+            Box::new(|| {
+                drop(chaos_check::check_delivered_within(
+                    inv.delivered_within.as_ref().expect("set"),
+                    h,
+                    ev,
+                ))
+            }),
+        ),
+        (
+            "answers_in_time",
+            Box::new(|| {
+                drop(chaos_check::check_answers_in_time(
+                    inv.answers_in_time.as_ref().expect("set"),
+                    s,
+                    h,
+                ))
+            }),
+        ),
+        (
+            "sessions_survive",
+            Box::new(|| drop(chaos_check::check_sessions_survive(s, h))),
+        ),
+        (
+            "waitlist_promotes_once",
+            Box::new(|| drop(chaos_check::check_waitlist_promotes_once(h, ev))),
+        ),
+        (
+            "no_lost_update",
+            Box::new(|| drop(chaos_check::check_no_lost_update(h, ev))),
+        ),
+        (
+            "trace_propagates",
+            Box::new(|| drop(chaos_check::check_trace_propagates(h, ev))),
+        ),
+        (
+            "metrics_reflect",
+            Box::new(|| {
+                drop(chaos_check::check_metrics_reflect(
+                    inv.metrics_reflect.as_ref().expect("set"),
+                    s.phases.recovery,
+                    h,
+                    ev,
+                ))
+            }),
+        ),
+        (
+            "linearizable",
+            Box::new(|| drop(chaos_check::check_linearizable(h, ev))),
         ),
     ];
     for (name, f) in &each {

@@ -18,7 +18,7 @@ pub(crate) fn check(v: &View<'_>) -> CheckResult {
     let Some(rows) = &v.evidence.appointments else {
         return CheckResult::new(
             NAME,
-            Verdict::unknown("the database rows could not be read".to_string()),
+            Verdict::unknown("the appointment rows were not collected".to_string()),
         );
     };
     let status: FastMap<&str, &str> = rows

@@ -2,7 +2,11 @@
 //! one FHIR resource, and the last state pushed matches the database. Judged from the EHR
 //! stub's call log after the quiesce period: a resource is created by a POST answered 201,
 //! or by the first PUT to an id answered 201; each names our appointment in `identifier`.
+//! A second resource is a fact; a resource missing or behind the database while the quiesce
+//! phase ended with work in flight may still be on its way (unknown, not invalid).
 
+use crate::deliveries::ehr_appointment;
+use crate::drain::still_in_flight;
 use crate::fasthash::FastMap;
 
 use chaos_model::{CheckResult, Evidence, Verdict};
@@ -25,18 +29,23 @@ pub fn check_ehr_sync(evidence: &Evidence) -> CheckResult {
     let mut last: FastMap<&str, &str> = FastMap::default();
     created.reserve(rows.len());
     last.reserve(rows.len());
-    for c in calls.iter().filter(|c| (200..300).contains(&c.status)) {
-        let Some(id) = c.body["identifier"][0]["value"].as_str() else {
+    for c in calls.iter().filter(|c| c.took_effect()) {
+        let Some(id) = ehr_appointment(c) else {
             continue;
         };
-        if c.status == 201 {
+        // A call answered 201 created a resource; so did a POST the stub accepted but whose
+        // answer the caller abandoned (an abandoned PUT counts as an update, so a duplicate
+        // is never inferred from it).
+        if c.status == Some(201) || (c.status.is_none() && c.method == "POST") {
             created.entry(id).or_default().push(c.seq);
         }
         if let Some(status) = c.body["status"].as_str() {
             last.insert(id, status);
         }
     }
+    // Duplicates are facts; missing or stale resources may be pushes still in flight.
     let mut problems = Vec::new();
+    let mut pending = Vec::new();
     for r in rows {
         let expected = if r.status == "cancelled" {
             "cancelled"
@@ -44,7 +53,7 @@ pub fn check_ehr_sync(evidence: &Evidence) -> CheckResult {
             "booked"
         };
         match created.get(r.id.as_str()).map(Vec::as_slice) {
-            None | Some([]) => problems.push(format!("appointment {} never reached the EHR", r.id)),
+            None | Some([]) => pending.push(format!("appointment {} never reached the EHR", r.id)),
             Some([_]) => {}
             Some(many) => {
                 let seqs: Vec<String> = many.iter().map(u64::to_string).collect();
@@ -57,12 +66,28 @@ pub fn check_ehr_sync(evidence: &Evidence) -> CheckResult {
             }
         }
         if let Some(status) = last.get(r.id.as_str()).filter(|s| **s != expected) {
-            problems.push(format!(
+            pending.push(format!(
                 "appointment {} is {} in the EHR but {} here",
                 r.id, status, r.status
             ));
         }
     }
+    let in_flight = still_in_flight(evidence);
+    if problems.is_empty()
+        && !pending.is_empty()
+        && let Some(in_flight) = &in_flight
+    {
+        return unknown(&format!(
+            "{} appointment(s) missing or behind in the EHR, {in_flight}",
+            pending.len()
+        ));
+    }
+    let held_back = if in_flight.is_some() {
+        std::mem::take(&mut pending).len()
+    } else {
+        0
+    };
+    problems.append(&mut pending);
     if problems.is_empty() {
         CheckResult::new(
             NAME,
@@ -75,11 +100,14 @@ pub fn check_ehr_sync(evidence: &Evidence) -> CheckResult {
             ),
         )
     } else {
-        let detail = format!(
+        let mut detail = format!(
             "{} problem(s) over {} appointments",
             problems.len(),
             rows.len()
         );
+        if held_back > 0 {
+            detail += &format!("; {held_back} missing or behind not judged (still in flight)");
+        }
         CheckResult::new(
             NAME,
             (
@@ -99,22 +127,12 @@ mod tests {
     use crate::testkit::*;
     use chaos_model::StubCall;
 
-    fn push(seq: u64, method: &str, id: &str, status: u16, fhir_status: &str) -> StubCall {
-        StubCall {
-            seq,
-            at_ms: seq,
-            method: method.into(),
-            path: "/fhir/Appointment".into(),
-            idempotency_key: None,
-            body: serde_json::json!({ "resourceType": "Appointment", "status": fhir_status,
-                                      "identifier": [{ "value": id }] }),
-            status,
-        }
-    }
+    use crate::testkit::ehr_push as push;
 
     fn evidence(calls: Vec<StubCall>, rows: Vec<chaos_model::AppointmentRow>) -> Evidence {
         let mut ev = Evidence {
             appointments: Some(rows),
+            drain: Some(crate::testkit::drain(true)),
             ..Evidence::default()
         };
         ev.stub_calls.insert("ehr".into(), calls);
@@ -162,6 +180,44 @@ mod tests {
             check_ehr_sync(&ev).verdict,
             Verdict::Invalid { .. }
         ));
+    }
+
+    #[test]
+    fn missing_or_stale_resources_in_flight_are_unknown_but_duplicates_are_not() {
+        let mut ev = evidence(
+            vec![push(1, "PUT", "a1", 201, "booked")],
+            vec![row("a1"), row("a2")],
+        );
+        ev.drain = Some(drain(false));
+        match check_ehr_sync(&ev).verdict {
+            Verdict::Unknown { reason } => assert!(reason.contains("still in flight"), "{reason}"),
+            v => panic!("expected unknown, got {v:?}"),
+        }
+        ev.drain = Some(drain(true));
+        assert!(matches!(
+            check_ehr_sync(&ev).verdict,
+            Verdict::Invalid { .. }
+        ));
+        let mut ev = evidence(
+            vec![
+                push(1, "POST", "a1", 201, "booked"),
+                push(2, "POST", "a1", 201, "booked"),
+            ],
+            vec![row("a1"), row("a2")],
+        );
+        ev.drain = Some(drain(false));
+        let r = check_ehr_sync(&ev);
+        match r.verdict {
+            Verdict::Invalid { rows, .. } => {
+                assert_eq!(rows.len(), 1, "only the duplicate is proof: {rows:?}");
+                assert!(
+                    r.detail.contains("1 missing or behind not judged"),
+                    "{}",
+                    r.detail
+                );
+            }
+            v => panic!("expected invalid, got {v:?}"),
+        }
     }
 
     #[test]

@@ -4,43 +4,61 @@
 //! finds nothing). One checker per file, named for its invariant.
 
 mod acknowledged_durable;
+mod answers_in_time;
 mod auth_fails_closed;
 mod bounded_calls;
+mod delivered_within;
 mod deliveries;
+mod drain;
 mod ehr_sync;
 mod fasthash;
 mod faults_applied;
 mod idempotent_creation;
 mod latency;
+mod linearizable;
+mod metrics_reflect;
 mod no_double_booking;
 mod no_duplicate_reminders;
 mod no_lost_reminders;
+mod no_lost_update;
 mod phases;
+mod proof;
 mod rate_limit;
 mod readiness;
 mod recovery;
 mod served;
+mod sessions_survive;
 mod success_ratio;
+mod trace_propagates;
 mod view;
+mod waitlist_promotes_once;
 mod within_schedule;
 
 use chaos_model::{CheckResult, Evidence, History, Scenario};
 
 pub use acknowledged_durable::check_acknowledged_durable;
+pub use answers_in_time::check_answers_in_time;
 pub use auth_fails_closed::check_auth_fails_closed;
 pub use bounded_calls::check_bounded_calls;
+pub use delivered_within::check_delivered_within;
 pub use ehr_sync::check_ehr_sync;
 pub use faults_applied::check_faults_applied;
 pub use idempotent_creation::check_idempotent_creation;
 pub use latency::{check_latency, nearest_rank};
+pub use linearizable::check_linearizable;
+pub use metrics_reflect::check_metrics_reflect;
 pub use no_double_booking::check_no_double_booking;
 pub use no_duplicate_reminders::check_no_duplicate_reminders;
 pub use no_lost_reminders::check_no_lost_reminders;
+pub use no_lost_update::check_no_lost_update;
 pub use phases::{Phase, PhaseMap};
 pub use rate_limit::check_rate_limit;
 pub use readiness::check_readiness;
 pub use recovery::check_recovery;
+pub use sessions_survive::check_sessions_survive;
 pub use success_ratio::check_success_ratio;
+pub use trace_propagates::check_trace_propagates;
+pub use waitlist_promotes_once::check_waitlist_promotes_once;
 pub use within_schedule::check_within_schedule;
 
 /// Run every invariant the scenario enables, in the scenario's report order.
@@ -61,8 +79,9 @@ pub fn check_all(scenario: &Scenario, history: &History, evidence: &Evidence) ->
     if let Some(bounds) = &inv.latency {
         out.push(latency::check(bounds, &v, &phases));
     }
+    let has_faults = !scenario.faults.is_empty();
     if inv.auth_fails_closed.is_some() {
-        out.push(auth_fails_closed::check(&v));
+        out.push(auth_fails_closed::check(has_faults, &v));
     }
     if let Some(ratios) = &inv.success_ratio {
         out.push(success_ratio::check(ratios, &v, &phases));
@@ -77,7 +96,7 @@ pub fn check_all(scenario: &Scenario, history: &History, evidence: &Evidence) ->
         out.push(no_duplicate_reminders::check(&v));
     }
     if inv.no_lost_reminders.is_some() {
-        out.push(no_lost_reminders::check(&v));
+        out.push(no_lost_reminders::check(scenario, &v));
     }
     if let Some(bound) = &inv.bounded_calls {
         out.push(check_bounded_calls(bound, evidence));
@@ -92,7 +111,32 @@ pub fn check_all(scenario: &Scenario, history: &History, evidence: &Evidence) ->
         out.push(rate_limit::check(scenario.options.rate_limit, &v));
     }
     if let Some(bound) = &inv.readiness {
-        out.push(readiness::check(bound, scenario, &v));
+        out.push(readiness::check(bound, &v));
+    }
+    if let Some(bound) = &inv.delivered_within {
+        out.push(delivered_within::check(bound, &v));
+    }
+    if let Some(bound) = &inv.answers_in_time {
+        let timeout_us = scenario.workload.op_timeout.as_micros();
+        out.push(answers_in_time::check(bound, timeout_us, &v, &phases));
+    }
+    if inv.sessions_survive.is_some() {
+        out.push(sessions_survive::check(has_faults, &v));
+    }
+    if inv.waitlist_promotes_once.is_some() {
+        out.push(waitlist_promotes_once::check(&v));
+    }
+    if inv.no_lost_update.is_some() {
+        out.push(no_lost_update::check(&v));
+    }
+    if inv.trace_propagates.is_some() {
+        out.push(trace_propagates::check(&v));
+    }
+    if let Some(bound) = &inv.metrics_reflect {
+        out.push(metrics_reflect::check(bound, scenario.phases.recovery, &v));
+    }
+    if inv.linearizable.is_some() {
+        out.push(linearizable::check(&v));
     }
     out
 }

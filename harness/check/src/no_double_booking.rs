@@ -94,8 +94,9 @@ pub(crate) fn check(v: &View<'_>) -> CheckResult {
             detail,
         )
     } else if evidence.appointments.is_none() {
-        let reason = "the history shows no double booking, but the database rows could not be read"
-            .to_string();
+        let reason =
+            "the history shows no double booking, but the appointment rows were not collected"
+                .to_string();
         Verdict::unknown(reason)
     } else if acked.is_empty() {
         let reason = format!(
@@ -159,6 +160,7 @@ mod tests {
                         patient: 1,
                         slot: *slot,
                         status: status.to_string(),
+                        version: None,
                     })
                     .collect(),
             ),

@@ -1,5 +1,7 @@
 //! No duplicate reminders: no (appointment, reminder kind, channel) was delivered twice,
-//! judged from the stubs' call logs after the quiesce period (000:C6, 000:S3).
+//! judged from the stubs' call logs after the quiesce period (000:C6, 000:S3). A repeat is
+//! a fact whatever else is missing or still in flight; no repeat is valid only when both
+//! logs were collected.
 
 use chaos_model::{CheckResult, Evidence, History, Verdict};
 
@@ -15,7 +17,7 @@ pub(crate) fn check(v: &View<'_>) -> CheckResult {
     let Some(delivered) = v.deliveries() else {
         return CheckResult::new(
             NAME,
-            Verdict::unknown("the stubs' call logs were not collected"),
+            Verdict::unknown("the twilio and sendgrid stubs' call logs were not collected"),
         );
     };
     let ops = v.booking_ops();
@@ -35,7 +37,9 @@ pub(crate) fn check(v: &View<'_>) -> CheckResult {
     proof_ops.sort_unstable();
     proof_ops.dedup();
     let (verdict, detail) = if rows.is_empty() {
-        if delivered.distinct() == 0 {
+        if let Some(reason) = delivered.missing_reason() {
+            Verdict::unknown(format!("no reminder repeated, but {reason}"))
+        } else if delivered.distinct() == 0 {
             let reason = "no reminder was delivered: nothing exercised the invariant".to_string();
             Verdict::unknown(reason)
         } else {
@@ -97,10 +101,26 @@ mod tests {
     #[test]
     fn failed_calls_are_not_deliveries() {
         let mut failed = sms("a1", "confirmation", 1);
-        failed.status = 503;
+        failed.status = Some(503);
         let ev = stubs(&[failed, sms("a1", "confirmation", 2)]);
         let r = check_no_duplicate_reminders(&history(vec![]), &ev);
         assert_eq!(r.verdict, Verdict::Valid, "{}", r.detail);
+    }
+
+    #[test]
+    fn a_repeat_is_a_fact_but_no_repeat_needs_both_logs() {
+        let mut ev = stubs(&[sms("a1", "confirmation", 1), sms("a1", "confirmation", 2)]);
+        ev.stub_calls.remove("sendgrid");
+        assert!(matches!(
+            check_no_duplicate_reminders(&history(vec![]), &ev).verdict,
+            Verdict::Invalid { .. }
+        ));
+        let mut ev = stubs(&[sms("a1", "confirmation", 1)]);
+        ev.stub_calls.remove("sendgrid");
+        match check_no_duplicate_reminders(&history(vec![]), &ev).verdict {
+            Verdict::Unknown { reason } => assert!(reason.contains("sendgrid"), "{reason}"),
+            v => panic!("expected unknown, got {v:?}"),
+        }
     }
 
     #[test]

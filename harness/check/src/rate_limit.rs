@@ -112,13 +112,7 @@ mod tests {
         for i in 0..n {
             let t = (from_ms + i * 100) * 1000;
             r.push(Record::Invoke(Invoke {
-                op: i + 1,
-                process: 0,
-                f: OpKind::Availability,
-                slot: None,
-                due_us: t,
-                time_us: t,
-                key: None,
+                ..Invoke::new(i + 1, 0, OpKind::Availability, t, t)
             }));
             let status = match allowed {
                 Some(a) if i >= a => 429,
@@ -130,6 +124,7 @@ mod tests {
                 status: Some(status),
                 appointment: None,
                 error: None,
+                ..Completion::default()
             };
             r.push(if status == 200 {
                 Record::Ok(c)

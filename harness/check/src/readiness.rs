@@ -1,29 +1,61 @@
-//! Readiness reflects dependencies: `/health/readiness` answers not ready (503) while a
-//! dependency of the target is killed, and ready (200) in the steady phase. A probe is held
-//! to "not ready" when it was sent at least `within` after the kill and answered at least
-//! half a second before the heal event (which the harness records once the restarted
-//! server answers its own probe, a moment after the target may see it back). Probes in those
-//! margins or in a recovery window are not judged, nor probes that got no answer.
+//! Readiness agrees with the replica's ability to serve (000:S6, 001:M-1): each
+//! `/health/readiness` probe is compared with the other ops sent to the same replica within
+//! `within` of it (its neighbours). A probe that says ready (200) while at least 3
+//! neighbours were sent and every one failed (503, another 5xx, no answer, or `info`)
+//! disagrees: the balancer keeps sending traffic a replica cannot serve. A probe that says
+//! not ready while at least 3 neighbours were sent and every one was served (ok, or a
+//! definite 409) disagrees too: the balancer drops a replica that serves, as a replica that
+//! degrades gracefully through a Redis outage does (it is rightly ready). Neighbours refused
+//! for the client's own sake (401, 429, other 4xx) say nothing either way; so does a probe
+//! with fewer than 3 neighbours, or none answered.
 
-use chaos_model::{CheckResult, History, OpKind, ReadinessBound, Scenario, Verdict};
+use chaos_model::{CheckResult, History, Op, OpKind, Outcome, ReadinessBound, Verdict};
 
-use crate::phases::{Phase, PhaseMap};
+use crate::fasthash::FastMap;
+use crate::fmt_us;
+use crate::served::{counts, served};
 use crate::view::{View, with_history};
 
 pub const NAME: &str = "readiness";
-/// How long before the heal event a probe must have been answered to be held to "not ready".
-const BEFORE_HEAL_US: u64 = 500_000;
+/// How many neighbours a probe needs to be judged.
+const MIN_NEIGHBOURS: u64 = 3;
+const MAX_PROOF_ROWS: usize = 20;
 
-pub fn check_readiness(
-    bound: &ReadinessBound,
-    scenario: &Scenario,
-    history: &History,
-) -> CheckResult {
-    with_history(history, |v| check(bound, scenario, v))
+pub fn check_readiness(bound: &ReadinessBound, history: &History) -> CheckResult {
+    with_history(history, |v| check(bound, v))
 }
 
-pub(crate) fn check(bound: &ReadinessBound, scenario: &Scenario, v: &View<'_>) -> CheckResult {
-    let history = v.history;
+/// Whether an op shows its replica could not serve it.
+fn failed(o: &Op<'_>) -> bool {
+    match o.outcome {
+        Outcome::Info => true,
+        Outcome::Fail => o.status.is_none_or(|s| s >= 500),
+        Outcome::Ok => false,
+    }
+}
+
+/// One replica's non-probe ops by invocation, with running counts of served and failed.
+#[derive(Default)]
+struct Neighbours {
+    at: Vec<u64>,
+    /// `served[i]`, `failed[i]`: among the first `i` ops.
+    served: Vec<u64>,
+    failed: Vec<u64>,
+}
+
+impl Neighbours {
+    /// (served, failed) among the ops invoked in `[from, to]`.
+    fn within(&self, from: u64, to: u64) -> (u64, u64) {
+        let a = self.at.partition_point(|&t| t < from);
+        let b = self.at.partition_point(|&t| t <= to);
+        (
+            self.served[b] - self.served[a],
+            self.failed[b] - self.failed[a],
+        )
+    }
+}
+
+pub(crate) fn check(bound: &ReadinessBound, v: &View<'_>) -> CheckResult {
     let probes: Vec<_> = v.ops.iter().filter(|o| o.f == OpKind::Readiness).collect();
     if probes.is_empty() {
         return CheckResult::new(
@@ -31,64 +63,98 @@ pub(crate) fn check(bound: &ReadinessBound, scenario: &Scenario, v: &View<'_>) -
             Verdict::unknown("the workload sent no readiness probes (set workload.mix.readiness)"),
         );
     }
-    let grace = bound.within.as_micros();
-    // Windows in which readiness must say no: a killed dependency, after the grace period.
-    let outages: Vec<(u64, u64)> = history
-        .fault_windows()
-        .into_iter()
-        .filter(|(i, _, _)| scenario.faults.get(*i).is_some_and(|f| f.kill.is_some()))
-        .map(|(_, a, b)| (a.saturating_add(grace), b.saturating_sub(BEFORE_HEAL_US)))
-        .filter(|(a, b)| a < b)
+    let mut ops: Vec<(Option<u32>, u64, bool, bool)> = v
+        .ops
+        .iter()
+        .filter(|o| counts(o))
+        .map(|o| (o.replica, o.invoke_us, served(o), failed(o)))
         .collect();
-    let phases = PhaseMap::new(history, scenario.phases.recovery);
-    let (mut down_judged, mut down_ok, mut up_judged, mut up_ok, mut unanswered) = (0, 0, 0, 0, 0);
+    ops.sort_unstable_by_key(|o| (o.0, o.1));
+    let mut replicas: FastMap<Option<u32>, Neighbours> = FastMap::default();
+    for (replica, at, s, f) in ops {
+        let n = replicas.entry(replica).or_insert_with(|| Neighbours {
+            served: vec![0],
+            failed: vec![0],
+            ..Neighbours::default()
+        });
+        n.at.push(at);
+        n.served
+            .push(n.served.last().expect("seeded") + u64::from(s));
+        n.failed
+            .push(n.failed.last().expect("seeded") + u64::from(f));
+    }
+    let within = bound.within.as_micros();
+    let (mut unanswered, mut ready_ok, mut not_ready_ok) = (0usize, 0usize, 0usize);
     let mut liars = Vec::new();
-    for p in probes.iter() {
+    let mut rows = Vec::new();
+    for p in &probes {
         let Some(status) = p.status else {
             unanswered += 1;
             continue;
         };
+        let Some(n) = replicas.get(&p.replica) else {
+            continue;
+        };
+        let (s, f) = n.within(
+            p.invoke_us.saturating_sub(within),
+            p.invoke_us.saturating_add(within),
+        );
+        if s + f < MIN_NEIGHBOURS {
+            continue;
+        }
         let ready = status == 200;
-        let answered = p.complete_us.unwrap_or(u64::MAX);
-        if outages
-            .iter()
-            .any(|&(a, b)| a <= p.invoke_us && answered < b)
-        {
-            down_judged += 1;
-            if ready {
+        let to = p
+            .replica
+            .map_or_else(String::new, |r| format!(" to replica {r}"));
+        let disagreed = if ready && s == 0 {
+            Some(format!(
+                "said ready, but all {f} ops to it within {} failed",
+                bound.within
+            ))
+        } else if !ready && f == 0 {
+            Some(format!(
+                "said not ready ({status}), but all {s} ops to it within {} were served",
+                bound.within
+            ))
+        } else {
+            None
+        };
+        match disagreed {
+            Some(why) => {
                 liars.push(p.id);
-            } else {
-                down_ok += 1;
+                if rows.len() < MAX_PROOF_ROWS {
+                    rows.push(format!(
+                        "probe op {}{to} at {} {why}",
+                        p.id,
+                        fmt_us(p.invoke_us)
+                    ));
+                }
             }
-        } else if phases.at(p.due_us) == Phase::Steady {
-            up_judged += 1;
-            if ready {
-                up_ok += 1;
-            } else {
-                liars.push(p.id);
-            }
+            None if ready => ready_ok += 1,
+            None => not_ready_ok += 1,
         }
     }
+    let judged = ready_ok + not_ready_ok + liars.len();
     let mut detail = format!(
-        "{} probes: while a dependency was killed {down_ok}/{down_judged} not ready; steady {up_ok}/{up_judged} ready",
-        probes.len()
+        "{} probes, {judged} with at least {MIN_NEIGHBOURS} ops to their replica within {}: {ready_ok} ready and {not_ready_ok} not ready agreed, {} disagreed",
+        probes.len(),
+        bound.within,
+        liars.len()
     );
     if unanswered > 0 {
         detail += &format!("; {unanswered} unanswered (not judged)");
     }
     let verdict = if !liars.is_empty() {
-        liars.sort_unstable();
-        Verdict::Invalid {
-            ops: liars,
-            rows: vec![],
+        if liars.len() > MAX_PROOF_ROWS {
+            rows.push(format!("… {} more", liars.len() - MAX_PROOF_ROWS));
         }
-    } else if !outages.is_empty() && down_judged == 0 {
+        Verdict::Invalid { ops: liars, rows }
+    } else if judged == 0 {
         Verdict::Unknown {
-            reason: "no probe was answered while a dependency was killed".into(),
-        }
-    } else if up_judged == 0 {
-        Verdict::Unknown {
-            reason: "no probe was answered in the steady phase".into(),
+            reason: format!(
+                "no answered probe had at least {MIN_NEIGHBOURS} ops to its replica within {} to agree with",
+                bound.within
+            ),
         }
     } else {
         Verdict::Valid
@@ -104,110 +170,116 @@ pub(crate) fn check(bound: &ReadinessBound, scenario: &Scenario, v: &View<'_>) -
 mod tests {
     use super::*;
     use crate::testkit::*;
-    use chaos_model::{Completion, Dur, Invoke, Record};
+    use chaos_model::{Dur, Record};
 
-    const SCENARIO: &str = r#"
-name = "r"
-target = "mediconnect"
-[workload]
-duration = "10s"
-rate = 10
-clients = 2
-mix = { book = 1, readiness = 1 }
-[phases]
-recovery = "1s"
-[[faults]]
-at = "2s"
-kill = "redis"
-restart_after = "4s"
-[invariants]
-readiness = { within = "500ms" }
-"#;
+    fn bound() -> ReadinessBound {
+        ReadinessBound {
+            within: Dur::from_millis(500),
+        }
+    }
 
-    fn probe(op: u64, due_us: u64, status: Option<u16>) -> [Record; 2] {
-        let done = Completion {
-            op,
-            time_us: due_us + 1_000,
-            status,
-            appointment: None,
-            error: None,
+    fn run(records: Vec<Record>) -> CheckResult {
+        check_readiness(&bound(), &history(records))
+    }
+
+    /// A probe of `replica` at `t` answered `status` (None: unanswered).
+    fn probe(op: u64, t: u64, replica: u32, status: Option<u16>) -> [Record; 2] {
+        let outcome = match status {
+            Some(200) => Outcome::Ok,
+            Some(_) => Outcome::Fail,
+            None => Outcome::Info,
         };
         [
-            Record::Invoke(Invoke {
-                op,
-                process: 0,
-                f: OpKind::Readiness,
-                slot: None,
-                due_us,
-                time_us: due_us,
-                key: None,
+            edit(invoked(op, OpKind::Readiness, t), |i| {
+                i.replica = Some(replica)
             }),
-            match status {
-                Some(200) => Record::Ok(done),
-                Some(_) => Record::Fail(done),
-                None => Record::Info(done),
-            },
+            ended(op, outcome, t + 1_000, status),
         ]
     }
 
-    fn check(records: Vec<Record>) -> CheckResult {
-        let s = Scenario::parse("r.toml", SCENARIO).unwrap();
-        let bound = s.invariants.readiness.clone().unwrap();
-        assert_eq!(bound.within, Dur::from_millis(500));
-        check_readiness(&bound, &s, &history(records))
+    /// A booking sent to `replica` at `t`, answered `status` (None: timed out, `info`).
+    fn sent(op: u64, t: u64, replica: u32, status: Option<u16>) -> [Record; 2] {
+        let outcome = match status {
+            Some(s) if s < 300 => Outcome::Ok,
+            Some(s) if s >= 500 => Outcome::Info,
+            Some(_) => Outcome::Fail,
+            None => Outcome::Info,
+        };
+        [
+            edit(invoked(op, OpKind::Book, t), |i| i.replica = Some(replica)),
+            ended(op, outcome, t + 2_000, status),
+        ]
     }
 
-    /// Steady probes at 1 s and 8 s, the kill from 2 s to 6 s, recovery to 7 s.
-    fn run(steady: u16, killed: u16, settling: u16) -> Vec<Record> {
-        let mut r = Vec::new();
-        r.extend(probe(1, 1_000_000, Some(steady)));
-        r.push(inject(2_000_000));
-        r.extend(probe(2, 2_100_000, Some(settling)));
-        r.extend(probe(3, 3_000_000, Some(killed)));
-        r.extend(probe(4, 4_000_000, None));
-        // Answered within half a second of the heal event: the restarted server may be back.
-        r.extend(probe(7, 5_800_000, Some(200)));
-        r.push(heal(6_000_000));
-        r.extend(probe(5, 6_500_000, Some(503)));
-        r.extend(probe(6, 8_000_000, Some(200)));
-        r
+    /// Three bookings to `replica` around `t`, answered `status`.
+    fn around(first: u64, t: u64, replica: u32, status: Option<u16>) -> Vec<Record> {
+        (0..3)
+            .flat_map(|i| sent(first + i, t - 200_000 + i * 200_000, replica, status))
+            .collect()
     }
 
     #[test]
-    fn not_ready_while_killed_and_ready_when_steady_is_valid() {
-        let r = check(run(200, 503, 200));
-        assert_eq!(r.verdict, Verdict::Valid, "{}", r.detail);
+    fn probes_that_agree_with_their_replica_are_valid() {
+        let mut r = probe(1, 1_000_000, 1, Some(200)).to_vec();
+        r.extend(around(10, 1_000_000, 1, Some(201)));
+        // A conflict is served too.
+        r.extend(sent(13, 1_100_000, 1, Some(409)));
+        r.extend(probe(2, 5_000_000, 1, Some(503)));
+        r.extend(around(20, 5_000_000, 1, Some(503)));
+        // Replica 2 failing at the same time says nothing about replica 1's probes.
+        r.extend(around(30, 1_000_000, 2, None));
+        let c = run(r);
+        assert_eq!(c.verdict, Verdict::Valid, "{}", c.detail);
         assert!(
-            r.detail
-                .contains("7 probes: while a dependency was killed 1/1 not ready; steady 2/2 ready; 1 unanswered"),
+            c.detail.contains("2 probes, 2 with at least 3 ops to their replica within 500ms: 1 ready and 1 not ready agreed"),
             "{}",
-            r.detail
+            c.detail
         );
     }
 
     #[test]
-    fn ready_during_a_kill_or_not_ready_when_steady_is_invalid_with_the_probe() {
-        match check(run(200, 200, 503)).verdict {
-            Verdict::Invalid { ops, .. } => {
-                assert_eq!(ops, vec![3], "settling probe 2 is not judged")
+    fn ready_while_nothing_is_served_is_invalid() {
+        let mut r = probe(1, 1_000_000, 1, Some(200)).to_vec();
+        r.extend(around(10, 1_000_000, 1, None));
+        match run(r).verdict {
+            Verdict::Invalid { ops, rows } => {
+                assert_eq!(ops, vec![1]);
+                assert!(rows[0].contains("said ready, but all 3 ops"), "{rows:?}");
             }
-            v => panic!("expected invalid, got {v:?}"),
-        }
-        match check(run(503, 503, 200)).verdict {
-            Verdict::Invalid { ops, .. } => assert_eq!(ops, vec![1]),
             v => panic!("expected invalid, got {v:?}"),
         }
     }
 
     #[test]
-    fn no_probe_or_none_answered_in_a_kill_is_unknown() {
-        assert!(matches!(check(vec![]).verdict, Verdict::Unknown { .. }));
-        let mut r = Vec::new();
-        r.extend(probe(1, 1_000_000, Some(200)));
-        r.push(inject(2_000_000));
-        r.extend(probe(2, 3_000_000, None));
-        r.push(heal(6_000_000));
-        let c = check(r);
+    fn not_ready_while_everything_is_served_is_invalid() {
+        // Graceful degradation: the replica serves through a Redis outage; readiness must
+        // not take it out of the balancer.
+        let mut r = vec![inject(0)];
+        r.extend(probe(1, 1_000_000, 1, Some(503)));
+        r.extend(around(10, 1_000_000, 1, Some(200)));
+        match run(r).verdict {
+            Verdict::Invalid { ops, rows } => {
+                assert_eq!(ops, vec![1]);
+                assert!(rows[0].contains("not ready (503), but all 3"), "{rows:?}");
+            }
+            v => panic!("expected invalid, got {v:?}"),
+        }
+    }
+
+    #[test]
+    fn probes_without_enough_neighbours_or_answers_are_unknown() {
+        assert!(matches!(run(vec![]).verdict, Verdict::Unknown { .. }));
+        // Two neighbours only, or neighbours out of the window, or a 401 (the client's).
+        let mut r = probe(1, 1_000_000, 1, Some(200)).to_vec();
+        r.extend(sent(10, 900_000, 1, None));
+        r.extend(sent(11, 1_100_000, 1, None));
+        r.extend(sent(12, 2_000_000, 1, None));
+        r.extend(sent(13, 1_000_000, 1, Some(401)));
+        // An unanswered probe with plenty of neighbours.
+        r.extend(probe(2, 5_000_000, 1, None));
+        r.extend(around(20, 5_000_000, 1, None));
+        let c = run(r);
         assert!(matches!(c.verdict, Verdict::Unknown { .. }), "{c:?}");
+        assert!(c.detail.contains("1 unanswered"), "{}", c.detail);
     }
 }

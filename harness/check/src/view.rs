@@ -18,6 +18,7 @@ pub struct View<'a> {
     deliveries: OnceCell<Option<Deliveries<'a>>>,
     booking_ops: OnceCell<FastMap<&'a str, u64>>,
     cancelled_from: OnceCell<FastMap<&'a str, u64>>,
+    fault_windows: OnceCell<Vec<(usize, u64, u64)>>,
 }
 
 impl<'a> View<'a> {
@@ -29,6 +30,7 @@ impl<'a> View<'a> {
             deliveries: OnceCell::new(),
             booking_ops: OnceCell::new(),
             cancelled_from: OnceCell::new(),
+            fault_windows: OnceCell::new(),
         }
     }
 
@@ -42,6 +44,13 @@ impl<'a> View<'a> {
     /// Appointment id -> the op whose answer named it.
     pub fn booking_ops(&self) -> &FastMap<&'a str, u64> {
         self.booking_ops.get_or_init(|| booking_ops(&self.ops))
+    }
+
+    /// The history's fault windows (`History::fault_windows`, a scan of every record),
+    /// computed once.
+    pub fn fault_windows(&self) -> &[(usize, u64, u64)] {
+        self.fault_windows
+            .get_or_init(|| self.history.fault_windows())
     }
 
     /// Appointment id -> the earliest invoke of a cancellation that may have taken effect:

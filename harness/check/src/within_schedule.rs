@@ -1,8 +1,10 @@
-//! No booking outside the provider's schedule (002's availability model): every live
+//! No booking outside the provider's schedule (002's availability model, 002:C-5): every live
 //! appointment row, and every booking the system acknowledged, starts one of the slots of its
-//! provider's weekly template, as the target holds it at the end of the run (a template
-//! changed during the run judges earlier bookings by the new one). Judged from the database's
-//! rows and templates, and from the history's acknowledged bookings.
+//! provider's weekly template, as the target holds it at the end of the run. A provider whose
+//! template a clinic changed during the run is judged only from the moment the change was
+//! acknowledged: a booking sent after that must fit the new template (a stale cache that
+//! still accepts the removed hours is caught), one sent before it may fit the old one and is
+//! not judged. Judged from the database's rows and templates, and from the history.
 
 use chaos_model::{CheckResult, Evidence, History, OpKind, Outcome, ScheduleRow, Slot, Verdict};
 
@@ -27,21 +29,70 @@ fn in_schedule(templates: &Templates<'_>, slot: Slot) -> bool {
 
 pub(crate) fn check(v: &View<'_>) -> CheckResult {
     let unknown = |reason: &str| CheckResult::new(NAME, Verdict::unknown(reason));
-    let (Some(rows), Some(schedules)) = (&v.evidence.appointments, &v.evidence.schedules) else {
-        return unknown("the appointment rows and schedule templates were not collected");
+    let (rows, schedules) = match (&v.evidence.appointments, &v.evidence.schedules) {
+        (Some(r), Some(s)) => (r, s),
+        (None, None) => {
+            return unknown("the appointment rows and schedule templates were not collected");
+        }
+        (None, Some(_)) => return unknown("the appointment rows were not collected"),
+        (Some(_), None) => return unknown("the schedule templates were not collected"),
     };
     let mut templates: Templates<'_> = FastMap::default();
     for t in schedules {
         templates.entry(t.provider).or_default().push(t);
     }
+    // Provider -> from when its final template is known to hold (None: never, an
+    // unanswered change may have applied at any time), for providers whose template changed.
+    let mut changed: FastMap<u32, Option<u64>> = FastMap::default();
+    for o in v.ops.iter().filter(|o| o.f == OpKind::ScheduleChange) {
+        let Some(provider) = o.slot.map(|s| s.provider) else {
+            continue;
+        };
+        let e = changed.entry(provider).or_insert(None);
+        match (o.outcome, o.complete_us) {
+            (Outcome::Ok, Some(done)) => *e = Some(e.map_or(done, |t| t.max(done))),
+            (Outcome::Info, _) => {}
+            _ => continue,
+        }
+    }
+    let booked_by = v.booking_ops();
+    let invoked: FastMap<u64, u64> = v
+        .ops
+        .iter()
+        .filter(|o| o.f == OpKind::Book)
+        .map(|o| (o.id, o.invoke_us))
+        .collect();
+    // Whether a booking of `provider` sent at `sent_us` is held to the final template.
+    let judged = |provider: u32, sent_us: Option<u64>| match changed.get(&provider) {
+        None => true,
+        Some(None) => false,
+        Some(Some(from)) => sent_us.is_some_and(|t| t > *from),
+    };
     let acked: Vec<_> = v
         .ops
         .iter()
         .filter(|o| o.f == OpKind::Book && o.outcome == Outcome::Ok)
+        .filter(|o| {
+            o.slot
+                .is_some_and(|s| judged(s.provider, Some(o.invoke_us)))
+        })
         .collect();
-    let live: Vec<_> = rows.iter().filter(|r| r.status == "booked").collect();
+    let live: Vec<_> = rows
+        .iter()
+        .filter(|r| r.status == "booked")
+        .filter(|r| {
+            let sent = booked_by
+                .get(r.id.as_str())
+                .and_then(|op| invoked.get(op).copied());
+            judged(r.slot.provider, sent)
+        })
+        .collect();
     if acked.is_empty() && live.is_empty() {
-        return unknown("no booking exists: nothing exercised the invariant");
+        return unknown(if changed.is_empty() {
+            "no booking exists: nothing exercised the invariant"
+        } else {
+            "no booking was sent after its provider's schedule change was acknowledged"
+        });
     }
     let mut ops: Vec<u64> = acked
         .iter()
@@ -53,7 +104,6 @@ pub(crate) fn check(v: &View<'_>) -> CheckResult {
         .iter()
         .filter(|r| !in_schedule(&templates, r.slot))
         .collect();
-    let booked_by = v.booking_ops();
     ops.extend(
         outside
             .iter()
@@ -62,10 +112,18 @@ pub(crate) fn check(v: &View<'_>) -> CheckResult {
     ops.sort_unstable();
     ops.dedup();
     let detail = format!(
-        "{} acknowledged bookings and {} live rows against {} templates",
+        "{} acknowledged bookings and {} live rows against {} templates{}",
         acked.len(),
         live.len(),
-        schedules.len()
+        schedules.len(),
+        if changed.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({} provider(s) changed their template: judged from the change's acknowledgement)",
+                changed.len()
+            )
+        }
     );
     if ops.is_empty() && outside.is_empty() {
         return CheckResult::new(NAME, (Verdict::Valid, detail + ": every one in a slot"));
@@ -131,6 +189,7 @@ mod tests {
                         patient: 1,
                         slot: *slot,
                         status: "booked".into(),
+                        version: None,
                     })
                     .collect(),
             ),
@@ -152,6 +211,65 @@ mod tests {
             "Tuesday has no template here"
         );
         assert!(!t.has_slot(at(9, 0).start + 1));
+    }
+
+    /// A schedule change of provider 1 (op `op`, invoked at time `op`), answered `ok`.
+    fn change(op: u64, ok: bool) -> [chaos_model::Record; 2] {
+        let sent = chaos_model::Record::Invoke(chaos_model::Invoke {
+            slot: Some(Slot {
+                provider: 1,
+                start: 0,
+            }),
+            hours: Some([600, 960]),
+            ..chaos_model::Invoke::new(op, 0, OpKind::ScheduleChange, op, op)
+        });
+        [
+            sent,
+            if ok {
+                done_at(op, op + 100)
+            } else {
+                timed_out(op)
+            },
+        ]
+    }
+
+    #[test]
+    fn after_an_acknowledged_change_the_new_template_holds_and_before_it_nothing_is_judged() {
+        // The template at the end is the narrowed one: 10:00-16:00.
+        let narrow = ScheduleRow {
+            start_minute: 600,
+            end_minute: 960,
+            ..template()
+        };
+        let ev = |slots: &[(&str, Slot)]| Evidence {
+            schedules: Some(vec![narrow]),
+            ..evidence(slots)
+        };
+        let [c, cdone] = change(100, true);
+        // Op 1 booked 09:00 before the change: not judged; op 300 booked 09:30 after it.
+        let h = history(vec![
+            book(1, at(9, 0)),
+            booked(1, "a1"),
+            c.clone(),
+            cdone.clone(),
+            book(300, at(9, 30)),
+            booked(300, "a2"),
+        ]);
+        match check_within_schedule(&h, &ev(&[("a1", at(9, 0)), ("a2", at(9, 30))])).verdict {
+            Verdict::Invalid { ops, rows } => {
+                assert_eq!(ops, vec![300]);
+                assert_eq!(rows.len(), 1, "{rows:?}");
+            }
+            v => panic!("expected invalid, got {v:?}"),
+        }
+        let h = history(vec![book(1, at(9, 0)), booked(1, "a1"), c, cdone]);
+        let r = check_within_schedule(&h, &ev(&[("a1", at(9, 0))]));
+        assert!(matches!(r.verdict, Verdict::Unknown { .. }), "{}", r.detail);
+        // An unanswered change may have applied at any time: nothing of provider 1 judged.
+        let [c, cinfo] = change(100, false);
+        let h = history(vec![c, cinfo, book(300, at(9, 30)), booked(300, "a2")]);
+        let r = check_within_schedule(&h, &ev(&[("a2", at(9, 30))]));
+        assert!(matches!(r.verdict, Verdict::Unknown { .. }), "{}", r.detail);
     }
 
     #[test]
@@ -191,9 +309,11 @@ mod tests {
         ));
         ev.schedules = None;
         let h = history(vec![book(1, at(9, 0)), booked(1, "a1")]);
-        assert!(matches!(
+        assert_eq!(
             check_within_schedule(&h, &ev).verdict,
-            Verdict::Unknown { .. }
-        ));
+            Verdict::Unknown {
+                reason: "the schedule templates were not collected".into()
+            }
+        );
     }
 }

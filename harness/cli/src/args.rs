@@ -18,6 +18,14 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum ImagesAction {
+    /// Build the images the current binaries need, unless images with their tags exist.
+    Build,
+    /// Print the tags the current binaries need and whether each is on the engine.
+    Status,
+}
+
+#[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run one scenario: start the environment, drive the workload, inject the faults,
     /// check the invariants and write the run bundle.
@@ -36,16 +44,39 @@ pub enum Command {
         /// Keep the environment's run directory (server data and sockets) for debugging.
         #[arg(long)]
         keep_env: bool,
+        /// Where the services run: `local` processes or `docker` containers (overrides the
+        /// scenario's or suite's `environment`; local when none says).
+        #[arg(long, value_parser = ["local", "docker"])]
+        env: Option<String>,
+        /// On docker: fail (exit 4) when an image is missing instead of building it.
+        #[arg(long)]
+        no_image_build: bool,
     },
-    /// Run a suite of scenarios and compare each verdict with the scenario's expectations.
+    /// Run a suite of scenarios, compare each verdict with the scenario's expectations, and
+    /// write the index and the findings matrix. Exit 1 on any deviation (or regression from
+    /// the baseline), 4 when a run's environment failed and nothing deviated, 0 otherwise.
     Suite {
         /// The suite file (TOML), e.g. scenarios/smoke.toml.
         file: PathBuf,
+        /// The first seed: run i of a row uses seed + i - 1 (fresh and printed when absent).
         #[arg(long)]
         seed: Option<u64>,
-        /// Where to write the suite's bundles and index (default: reports/suites/<suite>/<utc>/).
+        /// Run every row this many times (seeds seed, seed+1, ...); overrides the suite's.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+        seeds: Option<u32>,
+        /// A previous suite run to compare each row with (overrides `[baseline] dir`).
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// Where to write the suite's bundles and index (default: reports/suites/<suite>/<utc>-<seed>/).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Where the services run: `local` processes or `docker` containers (overrides the
+        /// scenario's or suite's `environment`; local when none says).
+        #[arg(long, value_parser = ["local", "docker"])]
+        env: Option<String>,
+        /// On docker: fail (exit 4) when an image is missing instead of building it.
+        #[arg(long)]
+        no_image_build: bool,
     },
     /// Start a scenario's environment (services, proxies, stubs, target replicas) without
     /// workload or faults, print its endpoints, and keep it until Ctrl-C or `chaos down`.
@@ -60,15 +91,35 @@ pub enum Command {
         /// Seed of the proxies' randomness.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Where the services run: `local` processes or `docker` containers (overrides the
+        /// scenario's or suite's `environment`; local when none says).
+        #[arg(long, value_parser = ["local", "docker"])]
+        env: Option<String>,
+        /// On docker: fail (exit 4) when an image is missing instead of building it.
+        #[arg(long)]
+        no_image_build: bool,
     },
-    /// Stop environments started by `chaos up` (all of them, or the one named).
+    /// Stop environments started by `chaos up` (all of them, or the one named), and reap
+    /// what crashed runs left on the Docker engine; with `--all`, also remove the leftovers
+    /// of crashed local runs and every container, network and volume of this machine's runs
+    /// on the engine, live runs' included.
     Down {
         /// The run id `chaos up` printed.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "all")]
         run: Option<String>,
+        /// Remove every docker environment of this machine's runs, live or left behind.
+        #[arg(long)]
+        all: bool,
+    },
+    /// The docker environment's images: built here from Debian packages (debootstrap) and
+    /// the workspace's binaries, tagged by a hash of their inputs, never pulled.
+    Images {
+        #[command(subcommand)]
+        action: ImagesAction,
     },
     /// Re-render a run bundle's reports (checking its history and evidence again), or
-    /// compare two runs of one scenario phase by phase.
+    /// compare two runs of one scenario phase by phase (exit 1 on a regression past the
+    /// thresholds given).
     #[command(arg_required_else_help = true)]
     Report {
         /// The run bundle, e.g. reports/runs/booking-contention/20261122T120000Z-42.
@@ -78,6 +129,16 @@ pub enum Command {
         /// every invariant's verdict on each, as Markdown on stdout.
         #[arg(long, num_args = 2, value_names = ["BASELINE", "CANDIDATE"])]
         compare: Option<Vec<PathBuf>>,
+        /// With --compare: exit 1 when a phase's p99 grew past this multiple of the baseline's.
+        #[arg(long, requires = "compare", value_name = "RATIO")]
+        p99_ratio: Option<f64>,
+        /// With --compare: exit 1 when a phase's share of ops not ok grew by more than this
+        /// (0.02: two points).
+        #[arg(long, requires = "compare", value_name = "DELTA")]
+        error_share_delta: Option<f64>,
+        /// With --compare: exit 1 when the time to recover from a heal grew past this multiple.
+        #[arg(long, requires = "compare", value_name = "RATIO")]
+        recovery_ratio: Option<f64>,
     },
     /// Check scenario files without running anything.
     Validate {

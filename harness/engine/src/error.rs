@@ -20,6 +20,12 @@ pub enum EngineError {
     },
     #[error("a required program is missing: {0}")]
     MissingProgram(String),
+    /// An image the docker environment needs is not on the engine (it is never pulled).
+    #[error("image {image} is not on this machine's Docker engine: {hint}")]
+    MissingImage { image: String, hint: String },
+    /// The Docker engine refused or could not do what the docker environment asked.
+    #[error("docker: {0}")]
+    Docker(String),
     #[error("proxy: {0}")]
     Proxy(String),
     #[error("the run exceeded its global timeout of {0}")]

@@ -8,12 +8,16 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A non-negative duration parsed from and printed as `<integer><unit>` with unit one of
 /// `us`, `ms`, `s`, `m`, `h`. Scenario files never carry bare numbers for time: a bare
-/// number is a mistake that names no unit, so it is rejected.
+/// number is a mistake that names no unit, so it is rejected. A duration longer than
+/// [`Dur::MAX`] (a year) is rejected too: no scenario means it, and sums of durations
+/// (a workload, its quiesce, its timeout) then never overflow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Dur(pub Duration);
 
 impl Dur {
     pub const ZERO: Dur = Dur(Duration::ZERO);
+    /// The longest duration a scenario may write: 8760h, a year.
+    pub const MAX: Dur = Dur(Duration::from_secs(8760 * 3600));
 
     pub fn from_millis(ms: u64) -> Dur {
         Dur(Duration::from_millis(ms))
@@ -45,6 +49,12 @@ impl FromStr for Dur {
             "h" => Duration::from_secs(n.checked_mul(3600).ok_or_else(expected)?),
             _ => return Err(expected()),
         };
+        if d > Dur::MAX.0 {
+            return Err(format!(
+                "{s:?} is longer than {} (a year), the longest duration a scenario may write",
+                Dur::MAX
+            ));
+        }
         Ok(Dur(d))
     }
 }
@@ -116,5 +126,16 @@ mod tests {
             let err = bad.parse::<Dur>().unwrap_err();
             assert!(err.contains("expected a duration"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn rejects_durations_longer_than_a_year_so_sums_cannot_overflow() {
+        assert_eq!("8760h".parse::<Dur>().unwrap(), Dur::MAX);
+        for long in ["8761h", "18446744073709551615s", "525601m"] {
+            let err = long.parse::<Dur>().unwrap_err();
+            assert!(err.contains("longer than 8760h"), "{long}: {err}");
+        }
+        // The sum validation makes of a workload, its quiesce and a minute stays in range.
+        let _ = Dur::MAX.0 + Dur::MAX.0 + Duration::from_secs(60);
     }
 }

@@ -17,12 +17,26 @@ pub enum OpKind {
     Forged,
     /// A probe of `/health/readiness` (no session): ok when ready, fail (503) when not.
     Readiness,
-    /// A cancellation of one of the client's own acknowledged appointments; its completion
-    /// names the appointment.
+    /// A cancellation of one of the client's own acknowledged appointments; its invoke and
+    /// its completion name the appointment.
     Cancel,
+    /// A move of one of the client's own appointments (`target`) from `slot` to `to`.
+    Reschedule,
+    /// A join of `slot`'s waitlist; a later cancellation may book the client into it.
+    Waitlist,
+    /// A clinic replaces the weekly template of `slot.provider` with `hours`.
+    ScheduleChange,
 }
 
 impl OpKind {
+    /// Whether an unanswered request of this kind may have changed the system's state.
+    pub fn writes(self) -> bool {
+        !matches!(
+            self,
+            OpKind::Availability | OpKind::Forged | OpKind::Readiness
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             OpKind::Login => "login",
@@ -31,6 +45,9 @@ impl OpKind {
             OpKind::Forged => "forged",
             OpKind::Readiness => "readiness",
             OpKind::Cancel => "cancel",
+            OpKind::Reschedule => "reschedule",
+            OpKind::Waitlist => "waitlist",
+            OpKind::ScheduleChange => "schedule_change",
         }
     }
 }
@@ -63,6 +80,21 @@ impl fmt::Display for Slot {
     }
 }
 
+/// Op ids are fixed by the plan: op `STRIDE * i + part` is part `part` of the plan's op `i`,
+/// so a reproduced run cites the same ops. Part 0 is the login a client needed first,
+/// parts 1 to 6 the tries (a retry policy allows up to 6), part 7 a resubmission.
+pub const OP_STRIDE: u64 = 8;
+/// The part of a planned op that is the login before it.
+pub const PART_LOGIN: u64 = 0;
+/// The part of a planned op that is its resubmission (sent again with its key).
+pub const PART_RESUBMIT: u64 = 7;
+
+/// The id of part `part` of the plan's op `index`.
+pub fn op_id(index: u64, part: u64) -> u64 {
+    assert!(part < OP_STRIDE, "an op has at most {OP_STRIDE} parts");
+    index * OP_STRIDE + part
+}
+
 /// The start of an op. Times are microseconds since the workload started; `due_us` is when
 /// the open-loop schedule wanted the op sent, `time_us` when it was actually sent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,10 +110,53 @@ pub struct Invoke {
     /// The `Idempotency-Key` a booking carried; a resubmission carries its first try's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// The appointment a cancellation or a reschedule acts on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Where a reschedule moves its appointment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<Slot>,
+    /// A schedule change's weekday hours, `[start, end)` in minutes of the UTC day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hours: Option<[u32; 2]>,
+    /// The 1-based replica the request went to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<u32>,
+    /// The op id of the login whose session the request carried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<u64>,
+    /// The trace id of the request's `traceparent` header (32 hex digits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
+    /// Which try this is (2 and up for retries; absent for the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+}
+
+impl Invoke {
+    /// An invocation with no optional field set.
+    pub fn new(op: u64, process: u32, f: OpKind, due_us: u64, time_us: u64) -> Invoke {
+        Invoke {
+            op,
+            process,
+            f,
+            slot: None,
+            due_us,
+            time_us,
+            key: None,
+            target: None,
+            to: None,
+            hours: None,
+            replica: None,
+            session: None,
+            trace: None,
+            attempt: None,
+        }
+    }
 }
 
 /// The end of an op.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Completion {
     pub op: u64,
@@ -89,11 +164,27 @@ pub struct Completion {
     /// HTTP status, when a response arrived.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
-    /// The appointment id a successful booking returned.
+    /// The appointment id a successful booking returned, or a cancellation cancelled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub appointment: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The `Retry-After` of a refusal, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+    /// For an availability read that was answered: the free slot starts it listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub free: Option<Vec<i64>>,
+    /// For a cancellation or a reschedule: the appointment the waitlist promotion of the
+    /// freed slot booked, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted: Option<String>,
+    /// The appointment's `version` in the answer (bookings and reschedules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    /// For an acknowledged login: the patient the session belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,9 +246,35 @@ pub struct Op<'a> {
     pub error: Option<&'a str>,
     /// The `Idempotency-Key` it carried, if any.
     pub key: Option<&'a str>,
+    /// The appointment a cancellation or reschedule acted on.
+    pub target: Option<&'a str>,
+    /// Where a reschedule moved to.
+    pub to: Option<Slot>,
+    /// A schedule change's hours.
+    pub hours: Option<[u32; 2]>,
+    pub replica: Option<u32>,
+    /// The login op whose session it carried.
+    pub session: Option<u64>,
+    pub trace: Option<&'a str>,
+    /// 1 for a first try, 2 and up for retries.
+    pub attempt: u32,
+    pub retry_after: Option<u64>,
+    /// The free slots an answered availability read listed.
+    pub free: Option<&'a [i64]>,
+    /// The appointment a waitlist promotion of the freed slot booked.
+    pub promoted: Option<&'a str>,
+    /// The appointment's version in the answer.
+    pub version: Option<u32>,
+    /// The patient an acknowledged login's session belongs to.
+    pub patient: Option<u32>,
 }
 
 impl Op<'_> {
+    /// The index of the planned op this is part of.
+    pub fn plan_index(&self) -> u64 {
+        self.id / OP_STRIDE
+    }
+
     /// Latency from the op's due time (open loop: a stalled client cannot hide a stall).
     pub fn latency_us(&self) -> Option<u64> {
         self.complete_us.map(|c| c.saturating_sub(self.due_us))
@@ -175,27 +292,57 @@ impl History {
         History { records }
     }
 
-    /// Parse `history.jsonl` text. Errors name the 1-based line.
+    /// Parse `history.jsonl` text and check that it is a history: every op invoked once,
+    /// completed at most once and only after its invocation, never before it in time.
+    /// Errors name the 1-based line.
     pub fn from_jsonl(text: &str) -> Result<History, String> {
         let mut records = Vec::new();
+        // Op id -> (invoke time, completed).
+        let mut seen: BTreeMap<u64, (u64, bool)> = BTreeMap::new();
         for (i, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
             }
-            let r: Record =
-                serde_json::from_str(line).map_err(|e| format!("line {}: {e}", i + 1))?;
+            let at = |m: String| format!("line {}: {m}", i + 1);
+            let r: Record = serde_json::from_str(line).map_err(|e| at(e.to_string()))?;
+            match &r {
+                Record::Invoke(inv) => {
+                    if seen.insert(inv.op, (inv.time_us, false)).is_some() {
+                        return Err(at(format!("op {} is invoked a second time", inv.op)));
+                    }
+                }
+                Record::Ok(c) | Record::Fail(c) | Record::Info(c) => match seen.get_mut(&c.op) {
+                    None => {
+                        return Err(at(format!("op {} completes before it is invoked", c.op)));
+                    }
+                    Some((_, true)) => {
+                        return Err(at(format!("op {} completes a second time", c.op)));
+                    }
+                    Some((t, done)) => {
+                        if c.time_us < *t {
+                            return Err(at(format!(
+                                "op {} completes at {}us, before its invocation at {t}us",
+                                c.op, c.time_us
+                            )));
+                        }
+                        *done = true;
+                    }
+                },
+                Record::Fault(_) => {}
+            }
             records.push(r);
         }
         Ok(History { records })
     }
 
-    /// Pair invocations with completions, ordered by op id. A completion without an
-    /// invocation is a recorder bug and panics.
-    /// Every op, in id order. Op ids are dense (the recorder numbers them from 1), so a
-    /// table indexed by id finds an op's invoke; sparse ids fall back to a map.
+    /// Every op, its invocation paired with its completion, in id order. Ids are planned
+    /// (at most `OP_STRIDE` per planned op), so a table indexed by id finds an op's invoke;
+    /// ids beyond it fall back to a map. A completion without an invocation panics: a
+    /// history read by `from_jsonl` never has one, so it is a bug of whoever built it.
     pub fn ops(&self) -> Vec<Op<'_>> {
         let mut ops: Vec<Op<'_>> = Vec::with_capacity(self.records.len() / 2 + 1);
-        let dense_limit = self.records.len() as u64 * 2 + 16;
+        // Ids are planned: up to OP_STRIDE per planned op, about two records per op.
+        let dense_limit = self.records.len() as u64 * OP_STRIDE + 64;
         let mut dense: Vec<u32> = Vec::new();
         let mut sparse: BTreeMap<u64, u32> = BTreeMap::new();
         for r in &self.records {
@@ -224,6 +371,18 @@ impl History {
                         appointment: None,
                         error: None,
                         key: i.key.as_deref(),
+                        target: i.target.as_deref(),
+                        to: i.to,
+                        hours: i.hours,
+                        replica: i.replica,
+                        session: i.session,
+                        trace: i.trace.as_deref(),
+                        attempt: i.attempt.unwrap_or(1),
+                        retry_after: None,
+                        free: None,
+                        promoted: None,
+                        version: None,
+                        patient: None,
                     });
                 }
                 Record::Ok(c) | Record::Fail(c) | Record::Info(c) => {
@@ -244,6 +403,11 @@ impl History {
                     op.status = c.status;
                     op.appointment = c.appointment.as_deref();
                     op.error = c.error.as_deref();
+                    op.retry_after = c.retry_after;
+                    op.free = c.free.as_deref();
+                    op.promoted = c.promoted.as_deref();
+                    op.version = c.version;
+                    op.patient = c.patient;
                 }
                 Record::Fault(_) => {}
             }
@@ -261,21 +425,27 @@ impl History {
     }
 
     /// Fault windows `[inject, heal)` in microseconds, by fault index. A fault that was
-    /// injected and never healed extends to the end of the history.
+    /// injected and never healed, or whose heal failed, extends to the end of the history;
+    /// an inject that failed opens none.
     pub fn fault_windows(&self) -> Vec<(usize, u64, u64)> {
         let end = self.records.iter().map(Record::time_us).max().unwrap_or(0);
         let mut open: BTreeMap<usize, u64> = BTreeMap::new();
         let mut out = Vec::new();
         for f in self.faults() {
             match f.action {
-                FaultAction::Inject => {
+                // An inject that failed took no effect: no window.
+                FaultAction::Inject if f.error.is_none() => {
                     open.insert(f.fault, f.time_us);
                 }
-                FaultAction::Heal => {
+                FaultAction::Inject => {}
+                // A heal that failed left the fault in place: the window stays open to the
+                // end of the history.
+                FaultAction::Heal if f.error.is_none() => {
                     if let Some(start) = open.remove(&f.fault) {
                         out.push((f.fault, start, f.time_us));
                     }
                 }
+                FaultAction::Heal => {}
             }
         }
         out.extend(open.into_iter().map(|(i, start)| (i, start, end)));
@@ -292,16 +462,11 @@ mod tests {
     fn records_round_trip_through_jsonl() {
         let records = vec![
             Record::Invoke(Invoke {
-                op: 1,
-                process: 2,
-                f: OpKind::Book,
                 slot: Some(Slot {
                     provider: 1,
                     start: 60,
                 }),
-                due_us: 10,
-                time_us: 12,
-                key: None,
+                ..Invoke::new(1, 2, OpKind::Book, 10, 12)
             }),
             Record::Fault(FaultEvent {
                 fault: 0,
@@ -315,7 +480,7 @@ mod tests {
                 time_us: 20,
                 status: Some(201),
                 appointment: Some("a".into()),
-                error: None,
+                ..Completion::default()
             }),
         ];
         let text: String = records
@@ -334,23 +499,82 @@ mod tests {
 
     #[test]
     fn an_op_without_completion_is_info() {
-        let h = History::new(vec![Record::Invoke(Invoke {
-            op: 7,
-            process: 0,
-            f: OpKind::Availability,
-            slot: None,
-            due_us: 0,
-            time_us: 0,
-            key: None,
-        })]);
+        let h = History::new(vec![Record::Invoke(Invoke::new(
+            7,
+            0,
+            OpKind::Availability,
+            0,
+            0,
+        ))]);
         let op = &h.ops()[0];
         assert_eq!(op.outcome, Outcome::Info);
         assert_eq!(op.latency_us(), None);
     }
 
     #[test]
+    fn a_history_that_is_no_history_is_refused_with_its_line() {
+        let inv = |op: u64, t: u64| {
+            serde_json::to_string(&Record::Invoke(Invoke::new(op, 0, OpKind::Book, t, t))).unwrap()
+        };
+        let ok = |op: u64, t: u64| {
+            serde_json::to_string(&Record::Ok(Completion {
+                op,
+                time_us: t,
+                ..Completion::default()
+            }))
+            .unwrap()
+        };
+        let e = History::from_jsonl(&format!("{}\n", ok(3, 5))).unwrap_err();
+        assert_eq!(e, "line 1: op 3 completes before it is invoked");
+        let e = History::from_jsonl(&format!("{}\n{}\n", inv(3, 5), inv(3, 6))).unwrap_err();
+        assert_eq!(e, "line 2: op 3 is invoked a second time");
+        let e = History::from_jsonl(&format!("{}\n{}\n{}\n", inv(3, 5), ok(3, 6), ok(3, 7)))
+            .unwrap_err();
+        assert_eq!(e, "line 3: op 3 completes a second time");
+        let e = History::from_jsonl(&format!("{}\n{}\n", inv(3, 5), ok(3, 4))).unwrap_err();
+        assert!(e.contains("before its invocation"), "{e}");
+        assert!(History::from_jsonl(&format!("{}\n{}\n", inv(3, 5), ok(3, 5))).is_ok());
+    }
+
+    #[test]
+    fn op_ids_name_their_planned_op() {
+        assert_eq!(op_id(10, PART_RESUBMIT), 87);
+        let h = History::new(vec![Record::Invoke(Invoke::new(
+            op_id(4, 2),
+            0,
+            OpKind::Book,
+            0,
+            0,
+        ))]);
+        assert_eq!(h.ops()[0].plan_index(), 4);
+        assert_eq!(h.ops()[0].attempt, 1);
+    }
+
+    #[test]
     fn a_bad_line_is_named() {
         let e = History::from_jsonl("\n{\"type\":\"nope\"}\n").unwrap_err();
         assert!(e.starts_with("line 2:"), "{e}");
+    }
+
+    #[test]
+    fn a_failed_inject_opens_no_window_and_a_failed_heal_closes_none() {
+        let ev = |fault, action, time_us, error: Option<&str>| {
+            Record::Fault(FaultEvent {
+                fault,
+                name: format!("fault {fault}"),
+                action,
+                time_us,
+                error: error.map(str::to_string),
+            })
+        };
+        let h = History::new(vec![
+            ev(0, FaultAction::Inject, 10, Some("no such proxy")),
+            ev(1, FaultAction::Inject, 20, None),
+            ev(2, FaultAction::Inject, 30, None),
+            ev(1, FaultAction::Heal, 40, None),
+            ev(2, FaultAction::Heal, 50, Some("restart failed")),
+            Record::Invoke(Invoke::new(8, 0, OpKind::Book, 90, 90)),
+        ]);
+        assert_eq!(h.fault_windows(), vec![(1, 20, 40), (2, 30, 90)]);
     }
 }

@@ -6,6 +6,7 @@
 pub mod calendar;
 mod duration;
 mod evidence;
+mod fault;
 mod history;
 mod locate;
 mod scenario;
@@ -13,14 +14,22 @@ mod suite;
 mod verdict;
 
 pub use duration::Dur;
-pub use evidence::{AppointmentRow, Evidence, QueueDepth, ScheduleRow, StubCall};
+pub use evidence::{
+    AppointmentRow, Drain, Evidence, MetricSample, QueueDepth, ScheduleRow, ServiceClock, StubCall,
+    WaitlistRow,
+};
+pub use fault::{
+    Fault, FaultKind, LOCKABLE_TABLES, LockMode, Node, Service, Signal, Stream, StubKnobs,
+    TableLock, Toxic,
+};
 pub use history::{
-    Completion, FaultAction, FaultEvent, History, Invoke, Op, OpKind, Outcome, Record, Slot,
+    Completion, FaultAction, FaultEvent, History, Invoke, OP_STRIDE, Op, OpKind, Outcome,
+    PART_LOGIN, PART_RESUBMIT, Record, Slot, op_id,
 };
 pub use scenario::{
-    CallBound, Expect, Fault, FaultKind, Invariants, LatencyBounds, Mix, Percentiles, PhaseRatios,
-    Phases, Profile, ReadinessBound, RecoveryBound, Scenario, ScenarioError, Service, Stream,
-    StubKnobs, TargetOptions, Toxic, Workload,
+    AnswerBound, CallBound, DeliveryBound, EnvKind, Expect, GaugeBound, Invariants, LatencyBounds,
+    Mix, Percentiles, PhaseRatios, Phases, Profile, ReadinessBound, RecoveryBound, Retry, Scenario,
+    ScenarioError, TargetOptions, Workload,
 };
-pub use suite::{Suite, SuiteRun};
+pub use suite::{Baseline, MAX_SEEDS, Suite, SuiteRow, SuiteRun, Thresholds, glob_match};
 pub use verdict::{CheckResult, Verdict};

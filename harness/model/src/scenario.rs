@@ -6,6 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::Dur;
+use crate::fault::{self, Fault, Service};
 use crate::locate;
 
 /// One experiment, as written in a `scenarios/**/*.toml` file and validated.
@@ -24,6 +25,10 @@ pub struct Scenario {
     pub profile: Profile,
     #[serde(default = "one")]
     pub replicas: u32,
+    /// Where it runs when the command line does not say (`--env` wins): `local` processes
+    /// (the default) or `docker` containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<EnvKind>,
     /// How the target is configured for this experiment.
     #[serde(default)]
     pub options: TargetOptions,
@@ -43,6 +48,45 @@ fn default_target() -> String {
 
 fn one() -> u32 {
     1
+}
+
+/// Where a run's services run: child processes of the harness, or containers.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum EnvKind {
+    #[default]
+    Local,
+    Docker,
+}
+
+impl EnvKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnvKind::Local => "local",
+            EnvKind::Docker => "docker",
+        }
+    }
+}
+
+impl fmt::Display for EnvKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for EnvKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "local" => Ok(EnvKind::Local),
+            "docker" => Ok(EnvKind::Docker),
+            _ => Err(format!(
+                "unknown environment {s:?}: expected local or docker"
+            )),
+        }
+    }
 }
 
 /// The resilience profile of the target: the design as reviewed, or with the countermeasures.
@@ -132,6 +176,10 @@ pub struct Workload {
     pub duration: Dur,
     /// Operations per second, issued on schedule whether or not earlier ones have finished.
     pub rate: f64,
+    /// When set, the rate ramps linearly from `rate` at the start to this at the end (an
+    /// overload ramp).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_end: Option<f64>,
     /// Logical clients (patients with a session each); ops are spread over them.
     pub clients: u32,
     #[serde(default)]
@@ -153,6 +201,31 @@ pub struct Workload {
     /// Above 0, every booking carries a key.
     #[serde(default)]
     pub resubmit: f64,
+    /// How clients retry an op whose outcome they do not know (`info`: a timeout, a reset,
+    /// a 5xx to a write) or that was refused for now (503, 429). Absent: no retries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+}
+
+/// A client's retry policy, as real clients have one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    /// Tries in all, the first included (2 to 6).
+    pub attempts: u32,
+    /// Wait before the first retry; it doubles before each next one (a `Retry-After` in the
+    /// answer is honoured when longer).
+    pub backoff: Dur,
+    /// Whether bookings carry an `Idempotency-Key`, the same on every try.
+    #[serde(default)]
+    pub idempotency_key: bool,
+}
+
+impl Workload {
+    /// Whether every booking carries an `Idempotency-Key`.
+    pub fn keys_bookings(&self) -> bool {
+        self.resubmit > 0.0 || self.retry.as_ref().is_some_and(|r| r.idempotency_key)
+    }
 }
 
 fn default_providers() -> u32 {
@@ -181,11 +254,41 @@ pub struct Mix {
     /// none).
     #[serde(default)]
     pub cancel: f64,
+    /// Moves of the client's own acknowledged appointments to another slot of the same
+    /// provider (skipped while it has none); with `hot_slots`, to a hot slot.
+    #[serde(default)]
+    pub reschedule: f64,
+    /// Joins of a slot's waitlist (a hot slot when `hot_slots` is set), to be booked into it
+    /// when its appointment is cancelled.
+    #[serde(default)]
+    pub waitlist: f64,
+    /// A clinic changes a provider's weekly template to its narrow hours (10:00-16:00),
+    /// once per provider (002:C-5).
+    #[serde(default)]
+    pub schedule_change: f64,
+    /// A patient logs in again: a new session replaces its old one (login churn).
+    #[serde(default)]
+    pub login: f64,
 }
 
 impl Mix {
+    /// Every weight by name, in a fixed order.
+    pub fn weights(&self) -> [(&'static str, f64); 9] {
+        [
+            ("book", self.book),
+            ("availability", self.availability),
+            ("forged", self.forged),
+            ("readiness", self.readiness),
+            ("cancel", self.cancel),
+            ("reschedule", self.reschedule),
+            ("waitlist", self.waitlist),
+            ("schedule_change", self.schedule_change),
+            ("login", self.login),
+        ]
+    }
+
     pub fn total(&self) -> f64 {
-        self.book + self.availability + self.forged + self.readiness + self.cancel
+        self.weights().iter().map(|(_, w)| w).sum()
     }
 }
 
@@ -197,6 +300,10 @@ impl Default for Mix {
             forged: 0.0,
             readiness: 0.0,
             cancel: 0.0,
+            reschedule: 0.0,
+            waitlist: 0.0,
+            schedule_change: 0.0,
+            login: 0.0,
         }
     }
 }
@@ -208,8 +315,14 @@ impl Default for Mix {
 pub struct Phases {
     #[serde(default = "default_recovery")]
     pub recovery: Dur,
+    /// The deadline of the quiesce phase: after the workload the runner waits until the
+    /// system has drained (the outbox and the queues empty, no stub called for `idle`), at
+    /// most this long. Work still in flight then makes the reminder checks unknown.
     #[serde(default = "default_quiesce")]
     pub quiesce: Dur,
+    /// How long no stub may have been called for the system to count as drained.
+    #[serde(default = "default_idle")]
+    pub idle: Dur,
     /// Global deadline of the run, environment start-up included.
     #[serde(default = "default_timeout")]
     pub timeout: Dur,
@@ -219,8 +332,14 @@ fn default_recovery() -> Dur {
     Dur::from_secs(5)
 }
 fn default_quiesce() -> Dur {
-    Dur::from_secs(3)
+    Dur::from_secs(15)
 }
+fn default_idle() -> Dur {
+    Dur::from_secs(1)
+}
+/// The most ops a workload may plan (rate times duration): the plan is built in memory.
+const MAX_PLANNED_OPS: f64 = 2_000_000.0;
+
 fn default_timeout() -> Dur {
     Dur::from_secs(300)
 }
@@ -230,191 +349,8 @@ impl Default for Phases {
         Phases {
             recovery: default_recovery(),
             quiesce: default_quiesce(),
+            idle: default_idle(),
             timeout: default_timeout(),
-        }
-    }
-}
-
-/// A service of the environment: a server process or a stub, each behind its own proxy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Service {
-    Postgres,
-    Redis,
-    Rabbitmq,
-    Twilio,
-    Sendgrid,
-    Ehr,
-}
-
-impl Service {
-    pub const ALL: [Service; 6] = [
-        Service::Postgres,
-        Service::Redis,
-        Service::Rabbitmq,
-        Service::Twilio,
-        Service::Sendgrid,
-        Service::Ehr,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Service::Postgres => "postgres",
-            Service::Redis => "redis",
-            Service::Rabbitmq => "rabbitmq",
-            Service::Twilio => "twilio",
-            Service::Sendgrid => "sendgrid",
-            Service::Ehr => "ehr",
-        }
-    }
-
-    /// Whether the harness owns a process it can kill for this service.
-    pub fn is_killable(self) -> bool {
-        matches!(self, Service::Postgres | Service::Redis | Service::Rabbitmq)
-    }
-}
-
-impl fmt::Display for Service {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Which direction of a proxied connection a toxic acts on, as in Toxiproxy.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Stream {
-    Upstream,
-    #[default]
-    Downstream,
-}
-
-impl Stream {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stream::Upstream => "upstream",
-            Stream::Downstream => "downstream",
-        }
-    }
-}
-
-/// A toxic as a scenario names it. The proxy layer translates it to Toxiproxy attributes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Toxic {
-    Latency {
-        latency: Dur,
-        #[serde(default)]
-        jitter: Dur,
-        #[serde(default)]
-        stream: Stream,
-    },
-}
-
-/// One entry of the fault schedule as written: `at` plus exactly one kind of fault.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Fault {
-    pub at: Dur,
-    /// `kill = "redis"`: SIGKILL the service's process.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kill: Option<Service>,
-    /// With `kill`: restart the service (same data directory) this long after the kill.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub restart_after: Option<Dur>,
-    /// With `toxic`: the service whose proxy gets it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service: Option<Service>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub toxic: Option<Toxic>,
-    /// With `service` (a stub): fault knobs set on the stub, reset when healed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub knobs: Option<StubKnobs>,
-    /// With `toxic` or `knobs`: how long it stays before it is removed.
-    #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
-    pub for_: Option<Dur>,
-}
-
-/// Fault knobs of a stub, as its control API takes them; unset knobs stay at "behave".
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StubKnobs {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latency_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hang: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fail_first: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_rate: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_status: Option<u16>,
-}
-
-/// A validated fault: what to inject, and when its heal comes.
-#[derive(Debug, Clone, PartialEq)]
-pub enum FaultKind {
-    Kill {
-        service: Service,
-        restart_after: Dur,
-    },
-    Toxic {
-        service: Service,
-        toxic: Toxic,
-        duration: Dur,
-    },
-    Knobs {
-        service: Service,
-        knobs: StubKnobs,
-        duration: Dur,
-    },
-}
-
-impl Fault {
-    /// The fault as the runner applies it. Only valid on a validated scenario.
-    pub fn kind(&self) -> FaultKind {
-        match (self.kill, &self.toxic, &self.knobs, self.service) {
-            (Some(service), None, None, None) => FaultKind::Kill {
-                service,
-                restart_after: self
-                    .restart_after
-                    .expect("validated: kill has restart_after"),
-            },
-            (None, Some(toxic), None, Some(service)) => FaultKind::Toxic {
-                service,
-                toxic: toxic.clone(),
-                duration: self.for_.expect("validated: toxic has for"),
-            },
-            (None, None, Some(knobs), Some(service)) => FaultKind::Knobs {
-                service,
-                knobs: knobs.clone(),
-                duration: self.for_.expect("validated: knobs have for"),
-            },
-            _ => panic!("Fault::kind called on an unvalidated fault: {self:?}"),
-        }
-    }
-
-    /// When the heal is due, relative to the start of the workload.
-    pub fn heal_at(&self) -> Dur {
-        let d = match self.kind() {
-            FaultKind::Kill { restart_after, .. } => restart_after,
-            FaultKind::Toxic { duration, .. } | FaultKind::Knobs { duration, .. } => duration,
-        };
-        Dur(self.at.0 + d.0)
-    }
-
-    /// A short human name, e.g. `kill redis` or `latency twilio`.
-    pub fn label(&self) -> String {
-        match self.kind() {
-            FaultKind::Kill { service, .. } => format!("kill {service}"),
-            FaultKind::Toxic {
-                service,
-                toxic: Toxic::Latency { .. },
-                ..
-            } => format!("latency {service}"),
-            FaultKind::Knobs { service, .. } => format!("knobs {service}"),
         }
     }
 }
@@ -445,16 +381,19 @@ pub struct Invariants {
     /// No (appointment, reminder kind, channel) delivered more than once (stub call logs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_duplicate_reminders: Option<Empty>,
-    /// Every appointment in the database got its confirmation on every channel, by the end
-    /// of the quiesce period.
+    /// Every appointment in the database got its confirmation on every channel, and (on a
+    /// service clock) every live one its 24 h and 1 h reminders once due, by the end of the
+    /// quiesce period; work still in flight then makes it unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_lost_reminders: Option<Empty>,
     /// Calls a stub refuses stay under a rate in every second of the run: retries back off
     /// instead of storming a failing dependency (000:S1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bounded_calls: Option<CallBound>,
-    /// `/health/readiness` says not ready while a dependency is killed (from `within` after
-    /// the kill to its restart) and ready in the steady phase.
+    /// `/health/readiness` agrees with the replica's ability to serve: a probe that says
+    /// ready while every op sent to the same replica within `within` of it failed (at least
+    /// 3), or not ready while every such op was served, disagrees. A replica that degrades
+    /// gracefully through a dependency's outage is rightly ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readiness: Option<ReadinessBound>,
     /// Every live appointment and acknowledged booking starts a slot of its provider's
@@ -468,9 +407,69 @@ pub struct Invariants {
     /// No user gets more requests through in a minute than `options.rate_limit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<Empty>,
+    /// Each acknowledged booking's confirmation reaches each channel within `within` of the
+    /// acknowledgement (a waitlist promotion's, of the answer that named it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_within: Option<DeliveryBound>,
+    /// Every request is answered before the client's timeout; a refusal (503, 429) is
+    /// answered within `refusal` and says when to come back (`Retry-After`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answers_in_time: Option<AnswerBound>,
+    /// No request is refused 401 for a session that was acknowledged at login (a cache loss
+    /// logs nobody out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions_survive: Option<Empty>,
+    /// A cancelled slot goes to one patient of its waitlist: never two, never the slot
+    /// booked twice by a promotion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waitlist_promotes_once: Option<Empty>,
+    /// Concurrent reschedules of one appointment: the database keeps the move that was
+    /// acknowledged last, never a move whose client was told it lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_lost_update: Option<Empty>,
+    /// The correlation id of a booking reaches every stub call it caused (000:C13, 001:C-5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_propagates: Option<Empty>,
+    /// Saturation gauges rise while a fault is in force and fall after its heal (000:C8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_reflect: Option<GaugeBound>,
+    /// The history of each slot is linearizable against a sequential model of one slot
+    /// (bookings, cancellations, reschedules, waitlist promotions, availability reads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linearizable: Option<Empty>,
 }
 
-/// How long readiness may take to notice a killed dependency.
+/// How soon each reminder must reach each channel after its booking was acknowledged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryBound {
+    pub within: Dur,
+    /// The channels judged: `sms`, `email` (both when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<String>,
+}
+
+/// How fast a refusal must be.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerBound {
+    #[serde(default = "default_refusal")]
+    pub refusal: Dur,
+}
+
+fn default_refusal() -> Dur {
+    Dur::from_millis(100)
+}
+
+/// Gauges of the target's `/metrics` that must reflect saturation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GaugeBound {
+    /// Gauge names, e.g. `mediconnect_http_in_flight`.
+    pub gauges: Vec<String>,
+}
+
+/// How far (either side of a probe) the ops it is compared with were sent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReadinessBound {
@@ -679,6 +678,23 @@ impl Invariants {
         if self.rate_limit.is_some() {
             v.push("rate_limit");
         }
+        for (name, on) in [
+            ("delivered_within", self.delivered_within.is_some()),
+            ("answers_in_time", self.answers_in_time.is_some()),
+            ("sessions_survive", self.sessions_survive.is_some()),
+            (
+                "waitlist_promotes_once",
+                self.waitlist_promotes_once.is_some(),
+            ),
+            ("no_lost_update", self.no_lost_update.is_some()),
+            ("trace_propagates", self.trace_propagates.is_some()),
+            ("metrics_reflect", self.metrics_reflect.is_some()),
+            ("linearizable", self.linearizable.is_some()),
+        ] {
+            if on {
+                v.push(name);
+            }
+        }
         v
     }
 }
@@ -735,7 +751,7 @@ impl Scenario {
             return bad("options.rate_limit", "expected at least 1 request a minute");
         }
         if let Some(b) = &self.invariants.bounded_calls {
-            if b.stub.is_killable() {
+            if !b.stub.is_stub() {
                 return bad(
                     "invariants.bounded_calls.stub",
                     "expected a stub: twilio, sendgrid or ehr",
@@ -748,10 +764,62 @@ impl Scenario {
                 );
             }
         }
-        if self.invariants.idempotent_creation.is_some() && self.workload.resubmit <= 0.0 {
+        if self.invariants.idempotent_creation.is_some() && !self.workload.keys_bookings() {
             return bad(
                 "invariants.idempotent_creation",
-                "needs resubmitted bookings in the workload (workload.resubmit > 0)",
+                "needs bookings sent again with their key (workload.resubmit > 0, or workload.retry with idempotency_key = true)",
+            );
+        }
+        let needs = [
+            (
+                "waitlist_promotes_once",
+                "waitlist",
+                self.workload.mix.waitlist,
+                self.invariants.waitlist_promotes_once.is_some(),
+            ),
+            (
+                "no_lost_update",
+                "reschedule",
+                self.workload.mix.reschedule,
+                self.invariants.no_lost_update.is_some(),
+            ),
+        ];
+        for (inv, op, weight, on) in needs {
+            if on && weight <= 0.0 {
+                return bad(
+                    &format!("invariants.{inv}"),
+                    &format!("needs {op} ops in the workload (workload.mix.{op} > 0)"),
+                );
+            }
+        }
+        if let Some(g) = &self.invariants.metrics_reflect {
+            if self.faults.is_empty() {
+                return bad(
+                    "invariants.metrics_reflect",
+                    "gauges are judged in faults and after heals: the scenario has no faults",
+                );
+            }
+            if g.gauges.is_empty() {
+                return bad(
+                    "invariants.metrics_reflect.gauges",
+                    "name at least one gauge",
+                );
+            }
+            for (i, name) in g.gauges.iter().enumerate() {
+                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return bad(
+                        &format!("invariants.metrics_reflect.gauges[{i}]"),
+                        "expected a Prometheus metric name (letters, digits, _)",
+                    );
+                }
+            }
+        }
+        if let Some(d) = &self.invariants.delivered_within
+            && d.within.0.is_zero()
+        {
+            return bad(
+                "invariants.delivered_within.within",
+                "must be longer than 0s",
             );
         }
         if self.invariants.readiness.is_some() && self.workload.mix.readiness <= 0.0 {
@@ -778,6 +846,11 @@ impl Scenario {
         if !(w.rate.is_finite() && w.rate > 0.0 && w.rate <= 20_000.0) {
             return bad("workload.rate", "expected ops per second in (0, 20000]");
         }
+        if w.rate_end
+            .is_some_and(|r| !(r.is_finite() && r > 0.0 && r <= 20_000.0))
+        {
+            return bad("workload.rate_end", "expected ops per second in (0, 20000]");
+        }
         if !(1..=10_000).contains(&w.clients) {
             return bad("workload.clients", "expected 1 to 10000");
         }
@@ -796,15 +869,20 @@ impl Scenario {
         if w.op_timeout.0.is_zero() {
             return bad("workload.op_timeout", "must be longer than 0s");
         }
-        for (name, weight) in [
-            ("book", w.mix.book),
-            ("availability", w.mix.availability),
-            ("forged", w.mix.forged),
-            ("readiness", w.mix.readiness),
-            ("cancel", w.mix.cancel),
-        ] {
+        for (name, weight) in w.mix.weights() {
             if !(weight.is_finite() && weight >= 0.0) {
                 return bad(&format!("workload.mix.{name}"), "expected a weight >= 0");
+            }
+        }
+        if let Some(r) = &w.retry {
+            if !(2..=6).contains(&r.attempts) {
+                return bad(
+                    "workload.retry.attempts",
+                    "expected 2 to 6 tries in all (the first included)",
+                );
+            }
+            if r.backoff.0 > std::time::Duration::from_secs(60) {
+                return bad("workload.retry.backoff", "expected at most 60s");
             }
         }
         if w.mix.total() <= 0.0 {
@@ -813,85 +891,32 @@ impl Scenario {
                 "at least one operation needs a weight above 0",
             );
         }
-        for (i, f) in self.faults.iter().enumerate() {
-            let at = |field: &str| format!("faults[{i}].{field}");
-            if f.at > w.duration {
-                return bad(
-                    &at("at"),
-                    &format!("is after the end of the workload ({})", w.duration),
-                );
-            }
-            let kinds = [f.kill.is_some(), f.toxic.is_some(), f.knobs.is_some()];
-            match kinds.iter().filter(|k| **k).count() {
-                0 => {
-                    return bad(
-                        &format!("faults[{i}]"),
-                        "expected kill = \"<service>\", toxic = { ... } or knobs = { ... }",
-                    );
-                }
-                1 => {}
-                _ => {
-                    return bad(
-                        &format!("faults[{i}]"),
-                        "a fault is one of kill, toxic or knobs",
-                    );
-                }
-            }
-            if let Some(service) = f.kill {
-                if !service.is_killable() {
-                    return bad(
-                        &at("kill"),
-                        "only postgres, redis and rabbitmq have a process to kill",
-                    );
-                }
-                if f.restart_after.is_none() {
-                    return bad(
-                        &at("restart_after"),
-                        "kill needs restart_after (every fault is healed)",
-                    );
-                }
-                if f.service.is_some() || f.for_.is_some() {
-                    return bad(&at("kill"), "kill takes restart_after, not service or for");
-                }
-                continue;
-            }
-            let Some(service) = f.service else {
-                return bad(
-                    &at("service"),
-                    "a toxic or knobs need the service they act on",
-                );
-            };
-            if f.for_.is_none() {
-                return bad(
-                    &at("for"),
-                    "a toxic or knobs need for = \"<duration>\" (every fault is healed)",
-                );
-            }
-            if f.restart_after.is_some() {
-                return bad(&at("restart_after"), "restart_after goes with kill");
-            }
-            if let Some(Toxic::Latency {
-                latency, jitter, ..
-            }) = &f.toxic
-                && jitter > latency
-            {
-                return bad(&at("toxic.jitter"), "jitter must not exceed latency");
-            }
-            if let Some(k) = &f.knobs {
-                if service.is_killable() {
-                    return bad(
-                        &at("service"),
-                        "knobs act on a stub: twilio, sendgrid or ehr",
-                    );
-                }
-                if k.error_rate.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
-                    return bad(&at("knobs.error_rate"), "expected a fraction in 0..1");
-                }
-                if k.error_status.is_some_and(|s| !(400..=599).contains(&s)) {
-                    return bad(&at("knobs.error_status"), "expected a 4xx or 5xx status");
-                }
-            }
+        let peak = w.rate.max(w.rate_end.unwrap_or(0.0));
+        let planned = peak * w.duration.0.as_secs_f64();
+        if planned > MAX_PLANNED_OPS {
+            return bad(
+                "workload.duration",
+                &format!(
+                    "plans about {planned:.0} ops at up to {peak} per second: at most {MAX_PLANNED_OPS} (shorten it, or lower the rate)"
+                ),
+            );
         }
+        // The run must fit its global timeout: the workload, the quiesce phase, and a minute
+        // for starting the environment and collecting the evidence.
+        let needs = w.duration.0 + self.phases.quiesce.0 + std::time::Duration::from_secs(60);
+        if self.phases.timeout.0 < needs {
+            return bad(
+                "phases.timeout",
+                &format!(
+                    "is {}, but the run needs at least {} (workload {}, quiesce {}, a minute to start and collect)",
+                    self.phases.timeout,
+                    Dur(needs),
+                    w.duration,
+                    self.phases.quiesce
+                ),
+            );
+        }
+        fault::validate_schedule(&self.faults, w.duration, self.replicas)?;
         let enabled = self.invariants.enabled();
         if enabled.is_empty() {
             return bad("invariants", "name at least one invariant to check");
@@ -970,12 +995,35 @@ impl Scenario {
         v
     }
 
-    /// Services that the scenario faults, so the environment can check it provides them.
-    pub fn faulted_services(&self) -> Vec<Service> {
-        let mut v: Vec<Service> = self
+    /// Why this scenario cannot run on environment `kind`, if it cannot: a partition needs
+    /// containers on a network of their own.
+    pub fn unsupported_on(&self, kind: EnvKind) -> Option<String> {
+        if kind == EnvKind::Docker {
+            return None;
+        }
+        self.faults.iter().enumerate().find_map(|(i, f)| {
+            f.partition.map(|node| {
+                format!(
+                    "{}: faults[{i}].partition: partitioning {node} needs the docker environment (run with --env docker, or set environment = \"docker\")",
+                    self.name
+                )
+            })
+        })
+    }
+
+    /// Services and replicas that the scenario's faults act on, each once, in order.
+    pub fn faulted(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
             .faults
             .iter()
-            .filter_map(|f| f.kill.or(f.service))
+            .map(|f| match f.kind() {
+                fault::FaultKind::Process { node, .. }
+                | fault::FaultKind::Partition { node, .. } => node.to_string(),
+                fault::FaultKind::Toxic { service, .. }
+                | fault::FaultKind::Down { service, .. }
+                | fault::FaultKind::Knobs { service, .. } => service.to_string(),
+                fault::FaultKind::PostgresLock { .. } => Service::Postgres.to_string(),
+            })
             .collect();
         v.sort();
         v.dedup();
@@ -1023,7 +1071,7 @@ latency = { steady = { p99 = "200ms" } }
         assert_eq!(s.workload.burst, 1);
         assert_eq!(s.faults[0].heal_at(), Dur::from_secs(5));
         assert_eq!(s.faults[1].label(), "latency twilio");
-        assert_eq!(s.faulted_services(), vec![Service::Redis, Service::Twilio]);
+        assert_eq!(s.faulted(), vec!["redis", "twilio"]);
     }
 
     #[test]
@@ -1069,9 +1117,17 @@ latency = { steady = { p99 = "200ms" } }
         assert_eq!(e.field, "faults[1].at");
         assert_eq!(e.line, Some(16), "{e}");
 
-        let text = GOOD.replace("kill = \"redis\"", "kill = \"twilio\"");
+        let text = GOOD.replace("kill = \"redis\"", "kill = \"mediconnect-2\"");
         let e = parse(&text).unwrap_err();
         assert_eq!(e.field, "faults[0].kill");
+        assert!(e.message.contains("out of range"), "{e}");
+        let text = GOOD.replace("kill = \"redis\"", "kill = \"memcached\"");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.line),
+            ("faults[0].kill", Some(12)),
+            "{e}"
+        );
 
         let bounded = |b: &str| format!("{GOOD}bounded_calls = {b}\n");
         let s = parse(&bounded("{ stub = \"sendgrid\", max_failed_per_s = 40 }")).unwrap();
@@ -1117,12 +1173,235 @@ latency = { steady = { p99 = "200ms" } }
         let e = parse(&knobs.replace("0.5", "1.5")).unwrap_err();
         assert_eq!(e.field, "faults[1].knobs.error_rate", "{e}");
         let both = GOOD.replace("for = \"2s\"", "knobs = { hang = true }\nfor = \"2s\"");
-        assert!(
-            parse(&both)
-                .unwrap_err()
-                .message
-                .contains("one of kill, toxic or knobs")
+        let e = parse(&both).unwrap_err();
+        assert_eq!(e.field, "faults[1].knobs", "{e}");
+        assert!(e.message.contains("both toxic and knobs"), "{e}");
+    }
+
+    /// The scenario's second fault replaced by `fault` (the lines after `at`).
+    fn with_fault(fault: &str) -> String {
+        GOOD.replace(
+            "service = \"twilio\"\ntoxic = { type = \"latency\", latency = \"100ms\" }\nfor = \"2s\"",
+            fault,
+        )
+    }
+
+    #[test]
+    fn every_toxic_and_fault_kind_parses() {
+        for (toxic, label) in [
+            (
+                "{ type = \"latency\", latency = \"50ms\", jitter = \"5ms\", toxicity = 0.5 }",
+                "latency",
+            ),
+            (
+                "{ type = \"bandwidth\", rate = 10, stream = \"upstream\" }",
+                "bandwidth",
+            ),
+            ("{ type = \"slow_close\", delay = \"1s\" }", "slow_close"),
+            ("{ type = \"timeout\", timeout = \"0s\" }", "timeout"),
+            (
+                "{ type = \"reset_peer\", timeout = \"10ms\" }",
+                "reset_peer",
+            ),
+            ("{ type = \"limit_data\", bytes = 1000 }", "limit_data"),
+            (
+                "{ type = \"slicer\", average_size = 64, size_variation = 32, delay = \"10us\" }",
+                "slicer",
+            ),
+        ] {
+            let s = parse(&with_fault(&format!(
+                "service = \"postgres\"\ntoxic = {toxic}\nfor = \"2s\""
+            )))
+            .unwrap_or_else(|e| panic!("{toxic}: {e}"));
+            assert_eq!(s.faults[1].label(), format!("{label} postgres"));
+        }
+        for (fault, label) in [
+            (
+                "service = \"rabbitmq\"\ndown = true\nfor = \"1s\"",
+                "down rabbitmq",
+            ),
+            ("pause = \"postgres\"\nfor = \"1s\"", "pause postgres"),
+            ("stop = \"twilio\"\nrestart_after = \"1s\"", "stop twilio"),
+            (
+                "kill = \"mediconnect-1\"\nrestart_after = \"1s\"",
+                "kill mediconnect-1",
+            ),
+            (
+                "postgres_lock = { table = \"appointments\", mode = \"share\" }\nfor = \"1s\"",
+                "lock appointments",
+            ),
+            (
+                "service = \"twilio\"\nknobs = { late_answer_ms = 3000 }\nfor = \"1s\"",
+                "knobs twilio",
+            ),
+            (
+                "service = \"ehr\"\nknobs = { error_status = 429, retry_after_s = 2, fail_first = 3 }\nfor = \"1s\"",
+                "knobs ehr",
+            ),
+        ] {
+            let s = parse(&with_fault(fault)).unwrap_or_else(|e| panic!("{fault}: {e}"));
+            assert_eq!(s.faults[1].label(), label);
+            assert_eq!(s.faults[1].heal_at(), Dur::from_secs(6));
+        }
+    }
+
+    #[test]
+    fn bad_faults_name_their_field() {
+        for (fault, field, says) in [
+            (
+                "service = \"postgres\"\ntoxic = { type = \"lag\", latency = \"1ms\" }\nfor = \"1s\"",
+                "faults[1].toxic.type",
+                "lag",
+            ),
+            (
+                "service = \"postgres\"\ntoxic = { type = \"latency\", delay = \"1ms\" }\nfor = \"1s\"",
+                "faults[1].toxic",
+                "delay",
+            ),
+            (
+                "service = \"postgres\"\ntoxic = { type = \"bandwidth\", rate = 0 }\nfor = \"1s\"",
+                "faults[1].toxic.rate",
+                "KB/s",
+            ),
+            (
+                "service = \"postgres\"\ntoxic = { type = \"latency\", latency = \"5ms\", toxicity = 2.0 }\nfor = \"1s\"",
+                "faults[1].toxic.toxicity",
+                "[0, 1]",
+            ),
+            (
+                "service = \"postgres\"\ntoxic = { type = \"slicer\", average_size = 8, size_variation = 8 }\nfor = \"1s\"",
+                "faults[1].toxic.size_variation",
+                "below",
+            ),
+            (
+                "pause = \"redis\"\nrestart_after = \"1s\"",
+                "faults[1].restart_after",
+                "for",
+            ),
+            (
+                "stop = \"redis\"\nfor = \"1s\"",
+                "faults[1].for",
+                "restart_after",
+            ),
+            ("pause = \"redis\"", "faults[1].for", "healed"),
+            (
+                "service = \"redis\"\ndown = false\nfor = \"1s\"",
+                "faults[1].down",
+                "no fault",
+            ),
+            (
+                "postgres_lock = { table = \"apointments\" }\nfor = \"1s\"",
+                "faults[1].postgres_lock.table",
+                "appointments",
+            ),
+            (
+                "postgres_lock = { table = \"appointments\", mode = \"total\" }\nfor = \"1s\"",
+                "faults[1].postgres_lock.mode",
+                "total",
+            ),
+            (
+                "service = \"twilio\"\nknobs = {}\nfor = \"1s\"",
+                "faults[1].knobs",
+                "at least one knob",
+            ),
+            (
+                "service = \"twilio\"\nknobs = { retry_after_s = 2, error_status = 500 }\nfor = \"1s\"",
+                "faults[1].knobs.retry_after_s",
+                "429 or 503",
+            ),
+            (
+                "service = \"twilio\"\nknobs = { hang = true, slow = 1 }\nfor = \"1s\"",
+                "faults[1].knobs.slow",
+                "slow",
+            ),
+            (
+                "kill = \"redis\"\nservice = \"redis\"\nrestart_after = \"1s\"",
+                "faults[1].service",
+                "names its process",
+            ),
+        ] {
+            let e = parse(&with_fault(fault)).unwrap_err();
+            assert_eq!(e.field, field, "{fault}: {e}");
+            assert!(e.message.contains(says), "{fault}: {e}");
+            assert!(e.line.is_some_and(|l| l >= 15), "{fault}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_run_that_cannot_finish_is_refused_before_it_starts() {
+        // faults[1] at 5s for 6s heals after the 10s workload.
+        let e = parse(&with_fault("pause = \"redis\"\nfor = \"6s\"")).unwrap_err();
+        assert_eq!(e.field, "faults[1]", "{e}");
+        assert!(e.message.contains("after the end of the workload"), "{e}");
+        let e = parse(&with_fault("pause = \"redis\"\nfor = \"0s\"")).unwrap_err();
+        assert!(e.message.contains("0s"), "{e}");
+        let e = parse(&format!("{GOOD}\n[phases]\ntimeout = \"30s\"\n")).unwrap_err();
+        assert_eq!(e.field, "phases.timeout", "{e}");
+        assert!(e.message.contains("needs at least 85s"), "{e}");
+        let e = parse(
+            &GOOD
+                .replace("rate = 50", "rate = 20000")
+                .replace("duration = \"10s\"", "duration = \"200s\""),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "workload.duration", "{e}");
+        assert!(e.message.contains("at most 2000000"), "{e}");
+    }
+
+    #[test]
+    fn a_fault_healing_past_the_end_of_time_is_an_error_not_a_panic() {
+        // Found by the CLI's fuzz tests: `at` plus `restart_after` overflowed a Duration.
+        // Durations are bounded by a year at parse time now, so no sum of them can overflow.
+        let e = parse(&GOOD.replace("\"2s\"", "\"18446744073709551615s\"")).unwrap_err();
+        assert!(e.message.contains("longer than 8760h"), "{e}");
+        // And a timeout as long as may be written, plus a workload and a quiesce as long,
+        // is judged, not overflowed (found by the CLI's fuzz tests in CI).
+        let long = GOOD.replace(
+            "[invariants]",
+            "[phases]\ntimeout = \"8760h\"\nquiesce = \"8760h\"\n\n[invariants]",
         );
+        let e = parse(&long).unwrap_err();
+        assert!(e.field.starts_with("phases."), "{e}");
+    }
+
+    #[test]
+    fn faults_on_one_thing_at_once_conflict_and_toxics_stack() {
+        // faults[0] kills redis from 3s to 5s.
+        let e = parse(
+            &with_fault("pause = \"redis\"\nfor = \"1s\"").replace("at = \"5s\"", "at = \"4s\""),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "faults[1]", "{e}");
+        assert!(e.message.contains("conflicts with faults[0]"), "{e}");
+        assert!(
+            e.message.contains("the process of redis from 4s to 5s"),
+            "{e}"
+        );
+        // Back to back is no overlap.
+        assert!(parse(&with_fault("pause = \"redis\"\nfor = \"1s\"")).is_ok());
+        let two_locks = format!(
+            "{}\n[[faults]]\nat = \"5500ms\"\npostgres_lock = {{ table = \"outbox\" }}\nfor = \"1s\"\n",
+            with_fault("postgres_lock = { table = \"outbox\" }\nfor = \"1s\"")
+        );
+        let e = parse(&two_locks).unwrap_err();
+        assert_eq!(e.field, "faults[2]", "{e}");
+        let knobs_while_killed = GOOD
+            .replace("kill = \"redis\"", "kill = \"twilio\"")
+            .replace("at = \"5s\"", "at = \"4s\"")
+            .replace(
+                "toxic = { type = \"latency\", latency = \"100ms\" }",
+                "knobs = { hang = true }",
+            );
+        let e = parse(&knobs_while_killed).unwrap_err();
+        assert!(
+            e.message.contains("stops the process the other needs"),
+            "{e}"
+        );
+        let stacked = format!(
+            "{}\n[[faults]]\nat = \"5s\"\nservice = \"twilio\"\ntoxic = {{ type = \"bandwidth\", rate = 1 }}\nfor = \"1s\"\n",
+            GOOD
+        );
+        assert!(parse(&stacked).is_ok());
     }
 
     #[test]

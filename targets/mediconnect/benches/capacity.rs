@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use chaos_engine::env::{LocalEnv, LocalEnvConfig};
+use chaos_engine::env::{Env, EnvConfig};
 use chaos_model::Profile;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -39,7 +39,7 @@ fn nth_slot(n: usize) -> (i32, i64) {
 }
 
 struct Bench {
-    env: LocalEnv,
+    env: Env,
     http: reqwest::Client,
     base: String,
     tokens: Vec<String>,
@@ -48,7 +48,7 @@ struct Bench {
 
 impl Bench {
     async fn start(profile: Profile) -> Bench {
-        let cfg = LocalEnvConfig {
+        let cfg = EnvConfig {
             run_id: format!("bench-capacity-{profile}-{}", std::process::id()),
             profile,
             replicas: 1,
@@ -61,8 +61,10 @@ impl Bench {
                 ..chaos_model::TargetOptions::default()
             },
             keep_dir: false,
+            kind: chaos_model::EnvKind::Local,
+            images: chaos_engine::env::docker::images::Build::Never,
         };
-        let env = LocalEnv::start(&cfg, &|_m: String| {})
+        let env = Env::start(&cfg, &|_m: String| {})
             .await
             .unwrap_or_else(|e| panic!("environment: {e}"));
         let base = env.endpoints().target[0].clone();

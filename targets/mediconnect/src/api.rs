@@ -17,13 +17,20 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::booking::{self, Booked, Cancelled, Keyed, Rescheduled, Waitlisted};
+use crate::breaker::Breakers;
 use crate::broker::{Broker, Reminder};
 use crate::config::Profile;
 use crate::db::{self, DbError};
+use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::ratelimit::{self, Decision};
 use crate::schedule::{self, DAY, Template};
 use crate::sessions::{SessionError, Sessions};
+use crate::templates::Templates;
+
+/// Hardened: the longest a request is worked on before it is answered 503 with
+/// `Retry-After`, shorter than a client's 2 s timeout.
+pub const REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_millis(1500);
 
 pub struct AppState {
     pub profile: Profile,
@@ -35,6 +42,20 @@ pub struct AppState {
     /// Hardened load shedding: the limit, and the requests in flight now.
     pub max_in_flight: usize,
     pub in_flight: std::sync::atomic::AtomicUsize,
+    /// Hardened: whether the replica can serve bookings (readiness), and whether it stops.
+    pub health: Arc<Health>,
+    /// The circuit breakers of the worker and the EHR sync (hardened gauges).
+    pub breakers: Arc<Breakers>,
+    /// Unpublished outbox rows, as last counted (hardened gauge).
+    pub outbox_pending: Arc<std::sync::atomic::AtomicU64>,
+    pub templates: Templates,
+}
+
+impl AppState {
+    /// The trace a request belongs to, carried to what it causes: hardened only (000:C13).
+    fn trace(&self, headers: &HeaderMap) -> Option<String> {
+        (self.profile == Profile::Hardened).then(|| crate::trace::of_request(headers))
+    }
 }
 
 pub type Shared = Arc<AppState>;
@@ -65,7 +86,7 @@ pub fn router(state: Shared) -> Router {
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
-        .layer(middleware::from_fn_with_state(state.clone(), shed_load))
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -95,29 +116,72 @@ async fn count_requests(State(s): State<Shared>, req: Request, next: Next) -> Re
     resp
 }
 
-/// Hardened (000:C12, 001:M-2): past `max_in_flight` requests at once, answer 503 with
-/// Retry-After at once instead of queueing without bound. Health and metrics are never shed.
-async fn shed_load(State(s): State<Shared>, req: Request, next: Next) -> Response {
+/// Counts a request in flight for as long as it lives, however it ends.
+struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn unavailable(code: &'static str, message: &str) -> Response {
+    let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message);
+    e.retry_after = Some(1);
+    e.into_response()
+}
+
+/// Hardened admission and deadline; health and metrics are never refused. In turn:
+/// - while stopping (SIGTERM), 503 `shutting_down`;
+/// - past `max_in_flight` requests at once, 503 `overloaded` at once instead of queueing
+///   without bound (000:C12, 001:M-2);
+/// - while the readiness probe finds PostgreSQL unreachable, 503 `database_unavailable` at
+///   once, and while a table lock blocks bookings, booking-path writes 503 `database_busy`
+///   at once (000:C12: fail fast rather than wait for a dependency that cannot answer);
+/// - a request still unanswered after `REQUEST_DEADLINE` is answered 503
+///   `deadline_exceeded` (its client would have given up at 2 s).
+///
+/// Every refusal carries `Retry-After`. Naive has none of it: every request queues.
+async fn guard(State(s): State<Shared>, req: Request, next: Next) -> Response {
     use std::sync::atomic::Ordering;
-    let exempt = req.uri().path().starts_with("/health") || req.uri().path() == "/metrics";
+    let path = req.uri().path();
+    let exempt = path.starts_with("/health") || path == "/metrics";
     if s.profile == Profile::Naive || exempt {
         return next.run(req).await;
     }
+    let booking_write = req.method() == axum::http::Method::POST
+        && (path.starts_with("/api/v1/appointments") || path == "/api/v1/waitlist");
     let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-    let resp = if now > s.max_in_flight {
+    let _counted = InFlight(&s.in_flight);
+    if s.health.draining() {
+        return unavailable("shutting_down", "this replica is stopping; retry shortly");
+    }
+    if now > s.max_in_flight {
         s.metrics.inc("mediconnect_shed_total", "");
-        let mut e = ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
-            "too many requests in flight; retry shortly",
+        return unavailable("overloaded", "too many requests in flight; retry shortly");
+    }
+    if !s.health.reachable() {
+        return unavailable(
+            "database_unavailable",
+            "the database cannot be reached; retry shortly",
         );
-        e.retry_after = Some(1);
-        e.into_response()
-    } else {
-        next.run(req).await
-    };
-    s.in_flight.fetch_sub(1, Ordering::SeqCst);
-    resp
+    }
+    if booking_write && !s.health.bookable() {
+        return unavailable(
+            "database_busy",
+            "a lock on the schedule blocks bookings; retry shortly",
+        );
+    }
+    match tokio::time::timeout(REQUEST_DEADLINE, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            s.metrics.inc("mediconnect_deadline_exceeded_total", "");
+            unavailable(
+                "deadline_exceeded",
+                "the request could not be served in time; retry shortly",
+            )
+        }
+    }
 }
 
 /// An error answered to the client as `{"error": {"code", "message"}}`.
@@ -155,7 +219,13 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut r = (self.status, Json(self.body())).into_response();
-        if let Some(secs) = self.retry_after {
+        // Every 429 and 503 says when to come back.
+        let retry_after = self.retry_after.or(matches!(
+            self.status,
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+        )
+        .then_some(1));
+        if let Some(secs) = retry_after {
             r.headers_mut()
                 .insert("retry-after", HeaderValue::from(secs));
         }
@@ -222,7 +292,7 @@ impl FromRequestParts<Shared> for Patient {
             return Err(unauthorized("unknown or expired session"));
         };
         if let Decision::Limited { retry_after } =
-            ratelimit::check(&state.sessions.redis(), id, state.rate_limit).await
+            ratelimit::check(&state.sessions, id, state.rate_limit).await
         {
             state.metrics.inc("mediconnect_rate_limited_total", "");
             let mut e = ApiError::new(
@@ -374,7 +444,19 @@ async fn available_slots(
     if !db::provider_exists(&s.pool, provider).await? {
         return Err(ApiError::not_found(format!("no provider {provider}")));
     }
-    let slots = db::free_slots(&s.pool, provider, day).await?;
+    let slots = if s.templates.caches() {
+        // Naive: the day's slots from the replica's cached template (002:C-5).
+        match s
+            .templates
+            .for_weekday(&s.pool, provider, schedule::weekday(day))
+            .await?
+        {
+            Some(t) => db::free_slots_under(&s.pool, provider, day, &t).await?,
+            None => Vec::new(),
+        }
+    } else {
+        db::free_slots(&s.pool, provider, day).await?
+    };
     ok(
         StatusCode::OK,
         json!({ "provider_id": provider, "date": q.date, "slots": slots }),
@@ -395,7 +477,10 @@ async fn check_slot(s: &AppState, provider: i32, start: i64) -> Result<(), ApiEr
         return Err(ApiError::not_found(format!("no provider {provider}")));
     }
     let day = start - start.rem_euclid(DAY);
-    let template = db::template(&s.pool, provider, schedule::weekday(day)).await?;
+    let template = s
+        .templates
+        .for_weekday(&s.pool, provider, schedule::weekday(day))
+        .await?;
     if !template.is_some_and(|t| t.has_slot(start)) {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -429,13 +514,22 @@ async fn book(
 ) -> Result<Response, ApiError> {
     let Json(b) = body?;
     check_slot(&s, b.provider_id, b.start).await?;
+    let trace = s.trace(&headers);
     let key = headers
         .get("idempotency-key")
         .map(|v| v.to_str().unwrap_or_default().to_string());
     let (status, body, created, replayed) = match (s.profile, key) {
         // The design has no idempotency keys: a retried request is a new request.
         (Profile::Naive, _) | (Profile::Hardened, None) => {
-            let booked = booking::book(&s.pool, s.profile, patient, b.provider_id, b.start).await?;
+            let booked = booking::book(
+                &s.pool,
+                s.profile,
+                patient,
+                b.provider_id,
+                b.start,
+                trace.as_deref(),
+            )
+            .await?;
             let (status, body) = booked_answer(&booked);
             let created = match booked {
                 Booked::Created(a) => Some(a),
@@ -453,10 +547,10 @@ async fn book(
             match booking::book_idempotent(
                 &s.pool,
                 patient,
-                &key,
-                &hash,
+                (&key, &hash),
                 b.provider_id,
                 b.start,
+                trace.as_deref(),
                 booked_answer,
             )
             .await?
@@ -517,6 +611,7 @@ async fn notify_booked(s: &AppState, a: &booking::Appointment) -> Result<(), Api
             a.id
         ),
         attempt: 0,
+        trace: None,
     };
     match s.broker.publish(&reminder).await {
         Ok(()) => s.metrics.inc("mediconnect_reminders_published_total", ""),
@@ -546,8 +641,10 @@ async fn cancel(
     State(s): State<Shared>,
     Patient(patient): Patient,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Answer {
-    match booking::cancel(&s.pool, s.profile, patient, &id).await? {
+    let trace = s.trace(&headers);
+    match booking::cancel(&s.pool, s.profile, patient, &id, trace.as_deref()).await? {
         Cancelled::Done {
             appointment,
             rebooked,
@@ -577,10 +674,13 @@ struct RescheduleBody {
     start: i64,
 }
 
+/// The answer is the moved appointment, with `rebooked_from_waitlist`: the appointment the
+/// freed slot's waitlist promotion booked, or null.
 async fn reschedule(
     State(s): State<Shared>,
     Patient(patient): Patient,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: Body<RescheduleBody>,
 ) -> Answer {
     let Json(b) = body?;
@@ -588,15 +688,32 @@ async fn reschedule(
         return Err(ApiError::not_found(format!("no appointment {id}")));
     };
     check_slot(&s, current.provider_id, b.start).await?;
-    match booking::reschedule(&s.pool, s.profile, patient, &id, b.start).await? {
-        Rescheduled::Done(a) => ok(StatusCode::OK, json!(a)),
-        Rescheduled::NotFound => Err(ApiError::not_found(format!("no appointment {id}"))),
+    let trace = s.trace(&headers);
+    match booking::reschedule(&s.pool, s.profile, &current, b.start, trace.as_deref()).await? {
+        Rescheduled::Done {
+            appointment,
+            rebooked,
+        } => {
+            s.metrics.inc("mediconnect_reschedules_total", "");
+            if let Some(r) = &rebooked {
+                s.metrics.inc("mediconnect_waitlist_rebooked_total", "");
+                notify_booked(&s, r).await?;
+            }
+            let mut answer = json!(appointment);
+            answer["rebooked_from_waitlist"] = json!(rebooked);
+            ok(StatusCode::OK, answer)
+        }
         Rescheduled::NotBooked => Err(ApiError::new(
             StatusCode::CONFLICT,
             "not_booked",
             "the appointment is not booked",
         )),
         Rescheduled::SlotTaken => Err(slot_taken()),
+        Rescheduled::VersionConflict => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "version_conflict",
+            "the appointment was changed meanwhile; read it again and retry",
+        )),
     }
 }
 
@@ -620,29 +737,73 @@ async fn join_waitlist(
     }
 }
 
-async fn readiness(State(s): State<Shared>) -> (StatusCode, Json<Value>) {
-    let pg = async {
-        match s.pool.get().await {
-            Ok(c) => c.simple_query("SELECT 1").await.is_ok(),
-            Err(_) => false,
-        }
-    };
-    let (pg, redis, amqp) = tokio::join!(pg, s.sessions.ping(), s.broker.connected());
-    let ready = pg && redis && amqp;
-    let status = if ready {
-        StatusCode::OK
+/// Naive (000:S6, 001:M-1: no health check design): 200 while the process lives. Hardened:
+/// 200 exactly when the replica can serve bookings (PostgreSQL reachable and no lock in a
+/// booking's way, see `health`), else 503 with `Retry-After`; Redis and the broker are
+/// reported but do not count (sessions fall back to PostgreSQL, confirmations wait in the
+/// outbox).
+async fn readiness(State(s): State<Shared>) -> Response {
+    if s.profile == Profile::Naive {
+        return Json(json!({ "ready": true })).into_response();
+    }
+    let h = &s.health;
+    let ready = h.ready();
+    let body = json!({
+        "ready": ready,
+        "postgres": h.reachable(),
+        "bookable": h.bookable(),
+        "draining": h.draining(),
+        "redis": s.sessions.redis_usable(),
+        "rabbitmq": s.broker.last_known_up(),
+    });
+    if ready {
+        (StatusCode::OK, Json(body)).into_response()
     } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        status,
-        Json(json!({ "ready": ready, "postgres": pg, "redis": redis, "rabbitmq": amqp })),
-    )
+        let mut r = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+        r.headers_mut()
+            .insert("retry-after", HeaderValue::from_static("1"));
+        r
+    }
 }
 
+/// Prometheus text. Both profiles count requests and domain events; hardened adds the
+/// saturation gauges (000:C8, 001:S-2): requests in flight, pool connections in use and
+/// waited for, unpublished outbox rows, and each provider's circuit.
 async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
-    (
-        [("content-type", "text/plain; version=0.0.4")],
-        s.metrics.render(),
-    )
+    let mut text = s.metrics.render();
+    if s.profile == Profile::Hardened {
+        use std::sync::atomic::Ordering;
+        let pool = s.pool.status();
+        let mut gauges = vec![
+            (
+                "mediconnect_http_in_flight",
+                String::new(),
+                s.in_flight.load(Ordering::SeqCst) as f64,
+            ),
+            (
+                "mediconnect_db_pool_in_use",
+                String::new(),
+                pool.size.saturating_sub(pool.available) as f64,
+            ),
+            (
+                "mediconnect_db_pool_waiting",
+                String::new(),
+                pool.waiting as f64,
+            ),
+            (
+                "mediconnect_outbox_pending",
+                String::new(),
+                s.outbox_pending.load(Ordering::Relaxed) as f64,
+            ),
+        ];
+        for (provider, open) in s.breakers.states() {
+            gauges.push((
+                "mediconnect_breaker_open",
+                format!("provider=\"{provider}\""),
+                if open { 1.0 } else { 0.0 },
+            ));
+        }
+        text.push_str(&crate::metrics::render_gauges(&gauges));
+    }
+    ([("content-type", "text/plain; version=0.0.4")], text)
 }

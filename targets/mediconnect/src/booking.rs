@@ -44,12 +44,15 @@ pub enum Booked {
     SlotTaken,
 }
 
+/// Book a slot. `trace` (hardened) is stored with the appointment, so its confirmation and
+/// its EHR pushes carry the trace of the request that booked it.
 pub async fn book(
     pool: &Pool,
     profile: Profile,
     patient: i32,
     provider: i32,
     start: i64,
+    trace: Option<&str>,
 ) -> Result<Booked, DbError> {
     let client = pool.get().await?;
     match profile {
@@ -69,7 +72,7 @@ pub async fn book(
                 .await?;
             Ok(Booked::Created(appointment(&row)))
         }
-        Profile::Hardened => insert_if_free(&client, patient, provider, start).await,
+        Profile::Hardened => insert_if_free(&client, patient, provider, start, trace).await,
     }
 }
 
@@ -92,12 +95,13 @@ async fn insert_if_free<C: GenericClient>(
     patient: i32,
     provider: i32,
     start: i64,
+    trace: Option<&str>,
 ) -> Result<Booked, DbError> {
     // One statement, so atomic on its own: the confirmation commits with the booking (the
     // transactional outbox) in a single round trip.
     let sql = format!(
         "WITH a AS (
-             INSERT INTO appointments (patient_id, provider_id, starts_at) VALUES ($1, $3, to_timestamp($4))
+             INSERT INTO appointments (patient_id, provider_id, starts_at, trace_id) VALUES ($1, $3, to_timestamp($4), $5)
              ON CONFLICT (provider_id, starts_at) WHERE status = 'booked' DO NOTHING
              RETURNING *),
          o AS (
@@ -108,7 +112,13 @@ async fn insert_if_free<C: GenericClient>(
     let row = c
         .query_opt(
             &c.prepare_cached(&sql).await?,
-            &[&patient, &"confirmation", &provider, &(start as f64)],
+            &[
+                &patient,
+                &"confirmation",
+                &provider,
+                &(start as f64),
+                &trace,
+            ],
         )
         .await?;
     Ok(row.map_or(Booked::SlotTaken, |row| Booked::Created(appointment(&row))))
@@ -132,14 +142,15 @@ pub enum Keyed {
 
 /// Hardened creation with an idempotency key (000:C5, 001:C-1): the booking and the stored
 /// answer commit together, so a retry gets the first answer and never a second appointment.
-/// `answer` turns the booking outcome into the HTTP status and body to store.
+/// `(key, request_hash)` are the key and what the request asked for; `answer` turns the
+/// booking outcome into the HTTP status and body to store.
 pub async fn book_idempotent(
     pool: &Pool,
     patient: i32,
-    key: &str,
-    request_hash: &str,
+    (key, request_hash): (&str, &str),
     provider: i32,
     start: i64,
+    trace: Option<&str>,
     answer: impl Fn(&Booked) -> (u16, serde_json::Value),
 ) -> Result<(Keyed, Option<Appointment>), DbError> {
     // Two attempts: a concurrent request with the same key may commit between our look-up
@@ -151,7 +162,7 @@ pub async fn book_idempotent(
             tx.commit().await?;
             return Ok((found, None));
         }
-        let booked = insert_if_free(&tx, patient, provider, start).await?;
+        let booked = insert_if_free(&tx, patient, provider, start, trace).await?;
         let (status, body) = answer(&booked);
         let saved = tx
             .execute(
@@ -241,11 +252,13 @@ pub enum Cancelled {
 }
 
 /// Cancel a patient's appointment and give the slot to the first patient on its waitlist.
+/// A promotion's appointment carries `trace`, the cancelling request's.
 pub async fn cancel(
     pool: &Pool,
     profile: Profile,
     patient: i32,
     id: &str,
+    trace: Option<&str>,
 ) -> Result<Cancelled, DbError> {
     let Ok(uuid) = id.parse::<uuid::Uuid>() else {
         return Ok(Cancelled::NotFound);
@@ -269,41 +282,8 @@ pub async fn cancel(
                 )
                 .await?;
             let cancelled = appointment(&row);
-            // Auto-rebooking as its own steps: take the first waiting patient, check the
-            // slot, insert. Nothing stops two cancellations (or a booking) racing here.
-            let next = client
-                .query_opt(
-                    &client
-                        .prepare_cached(
-                            "SELECT id, patient_id FROM waitlist
-                     WHERE provider_id = $1 AND starts_at = to_timestamp($2) AND status = 'waiting'
-                     ORDER BY id LIMIT 1",
-                        )
-                        .await?,
-                    &[&cancelled.provider_id, &(cancelled.start as f64)],
-                )
-                .await?;
-            let mut rebooked = None;
-            if let Some(w) = next {
-                let (wid, wpatient): (i64, i32) = (w.get(0), w.get(1));
-                if let Booked::Created(a) = book(
-                    pool,
-                    Profile::Naive,
-                    wpatient,
-                    cancelled.provider_id,
-                    cancelled.start,
-                )
-                .await?
-                {
-                    client
-                        .execute(
-                            &client.prepare_cached("UPDATE waitlist SET status = 'booked', appointment_id = $2::text::uuid WHERE id = $1").await?,
-                            &[&wid, &a.id],
-                        )
-                        .await?;
-                    rebooked = Some(a);
-                }
-            }
+            drop(client);
+            let rebooked = naive_promote(pool, cancelled.provider_id, cancelled.start).await?;
             Ok(Cancelled::Done {
                 appointment: cancelled,
                 rebooked,
@@ -330,7 +310,8 @@ pub async fn cancel(
                 });
             };
             let cancelled = appointment(&row);
-            let rebooked = promote_waitlist(&tx, cancelled.provider_id, cancelled.start).await?;
+            let rebooked =
+                promote_waitlist(&tx, cancelled.provider_id, cancelled.start, trace).await?;
             tx.commit().await?;
             Ok(Cancelled::Done {
                 appointment: cancelled,
@@ -340,12 +321,48 @@ pub async fn cancel(
     }
 }
 
+/// Naive auto-rebooking as its own steps: take the first waiting patient, check the slot,
+/// insert. Nothing stops two cancellations (or a booking) racing here.
+async fn naive_promote(
+    pool: &Pool,
+    provider: i32,
+    start: i64,
+) -> Result<Option<Appointment>, DbError> {
+    let client = pool.get().await?;
+    let next = client
+        .query_opt(
+            &client
+                .prepare_cached(
+                    "SELECT id, patient_id FROM waitlist
+             WHERE provider_id = $1 AND starts_at = to_timestamp($2) AND status = 'waiting'
+             ORDER BY id LIMIT 1",
+                )
+                .await?,
+            &[&provider, &(start as f64)],
+        )
+        .await?;
+    let Some(w) = next else { return Ok(None) };
+    let (wid, wpatient): (i64, i32) = (w.get(0), w.get(1));
+    let Booked::Created(a) = book(pool, Profile::Naive, wpatient, provider, start, None).await?
+    else {
+        return Ok(None);
+    };
+    client
+        .execute(
+            &client.prepare_cached("UPDATE waitlist SET status = 'booked', appointment_id = $2::text::uuid WHERE id = $1").await?,
+            &[&wid, &a.id],
+        )
+        .await?;
+    Ok(Some(a))
+}
+
 /// In the caller's transaction: book the slot for the first waiting patient, skipping
 /// waitlist rows another transaction holds.
 async fn promote_waitlist<C: GenericClient>(
     c: &C,
     provider: i32,
     start: i64,
+    trace: Option<&str>,
 ) -> Result<Option<Appointment>, DbError> {
     let next = c
         .query_opt(
@@ -360,7 +377,7 @@ async fn promote_waitlist<C: GenericClient>(
         .await?;
     let Some(w) = next else { return Ok(None) };
     let (wid, wpatient): (i64, i32) = (w.get(0), w.get(1));
-    match insert_if_free(c, wpatient, provider, start).await? {
+    match insert_if_free(c, wpatient, provider, start, trace).await? {
         Booked::Created(a) => {
             c.execute(
                 &c.prepare_cached("UPDATE waitlist SET status = 'booked', appointment_id = $2::text::uuid WHERE id = $1").await?,
@@ -375,26 +392,36 @@ async fn promote_waitlist<C: GenericClient>(
 
 #[derive(Debug, PartialEq)]
 pub enum Rescheduled {
-    Done(Appointment),
-    NotFound,
+    Done {
+        appointment: Appointment,
+        /// The appointment the freed slot's waitlist promotion booked, if any.
+        rebooked: Option<Appointment>,
+    },
     NotBooked,
     SlotTaken,
+    /// Hardened: another change of the appointment committed since `current` was read.
+    VersionConflict,
 }
 
-/// Move a patient's appointment to another slot.
+/// Move a patient's appointment, read as `current`, to another slot, and give the freed slot
+/// to the first patient on its waitlist.
+///
+/// Naive is what an ORM without optimistic locking does: a read-modify-write that writes the
+/// version it computed from its read (`current.version + 1`), so two concurrent reschedules
+/// both succeed with the same version and the first move is lost without anyone being told.
+/// Hardened updates only the version it read (optimistic locking): the loser is told
+/// `VersionConflict`.
 pub async fn reschedule(
     pool: &Pool,
     profile: Profile,
-    patient: i32,
-    id: &str,
+    current: &Appointment,
     start: i64,
+    trace: Option<&str>,
 ) -> Result<Rescheduled, DbError> {
-    let Ok(uuid) = id.parse::<uuid::Uuid>() else {
-        return Ok(Rescheduled::NotFound);
-    };
-    let Some(current) = get(pool, patient, id).await? else {
-        return Ok(Rescheduled::NotFound);
-    };
+    let uuid: uuid::Uuid = current
+        .id
+        .parse()
+        .expect("an appointment read from the database has a UUID");
     if current.status != "booked" {
         return Ok(Rescheduled::NotBooked);
     }
@@ -408,17 +435,23 @@ pub async fn reschedule(
             let row = client
                 .query_one(
                     &client.prepare_cached(&format!(
-                        "UPDATE appointments SET starts_at = to_timestamp($2), version = version + 1 WHERE id = $1
+                        "UPDATE appointments SET starts_at = to_timestamp($2), version = $3 WHERE id = $1
                          RETURNING {APPOINTMENT_COLUMNS}"
                     )).await?,
-                    &[&uuid, &(start as f64)],
+                    &[&uuid, &(start as f64), &(current.version + 1)],
                 )
                 .await?;
-            Ok(Rescheduled::Done(appointment(&row)))
+            let moved = appointment(&row);
+            drop(client);
+            let rebooked = naive_promote(pool, current.provider_id, current.start).await?;
+            Ok(Rescheduled::Done {
+                appointment: moved,
+                rebooked,
+            })
         }
         Profile::Hardened => {
             let tx = client.transaction().await?;
-            // Optimistic lock on the version read above; the unique index guards the slot.
+            // Optimistic lock on the version read; the unique index guards the slot.
             let moved = tx
                 .query_opt(
                     &tx.prepare_cached(&format!(
@@ -433,8 +466,21 @@ pub async fn reschedule(
             let row = match moved {
                 Ok(Some(r)) => r,
                 Ok(None) => {
+                    // Someone changed it since our read: cancelled it, or moved it first.
+                    let now = tx
+                        .query_opt(
+                            &tx.prepare_cached("SELECT status FROM appointments WHERE id = $1")
+                                .await?,
+                            &[&uuid],
+                        )
+                        .await?;
                     tx.rollback().await?;
-                    return Ok(Rescheduled::NotBooked);
+                    return Ok(match now {
+                        Some(r) if r.get::<_, String>(0) == "booked" => {
+                            Rescheduled::VersionConflict
+                        }
+                        _ => Rescheduled::NotBooked,
+                    });
                 }
                 Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                     tx.rollback().await?;
@@ -443,9 +489,12 @@ pub async fn reschedule(
                 Err(e) => return Err(e.into()),
             };
             let moved = appointment(&row);
-            promote_waitlist(&tx, current.provider_id, current.start).await?;
+            let rebooked = promote_waitlist(&tx, current.provider_id, current.start, trace).await?;
             tx.commit().await?;
-            Ok(Rescheduled::Done(moved))
+            Ok(Rescheduled::Done {
+                appointment: moved,
+                rebooked,
+            })
         }
     }
 }

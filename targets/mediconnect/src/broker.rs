@@ -27,6 +27,10 @@ pub struct Reminder {
     /// Deliveries tried so far (hardened retries republish with this incremented).
     #[serde(default)]
     pub attempt: u32,
+    /// Hardened: the trace id of the request that booked the appointment (000:C13), sent
+    /// on to the providers as a `traceparent` of the same trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +43,8 @@ pub struct Broker {
     url: String,
     profile: Profile,
     channel: Mutex<Option<(Connection, Channel)>>,
+    /// Whether the last connect or publish went through (for readiness's report).
+    up: std::sync::atomic::AtomicBool,
 }
 
 impl Broker {
@@ -47,6 +53,7 @@ impl Broker {
             url: url.to_string(),
             profile,
             channel: Mutex::new(None),
+            up: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -91,7 +98,9 @@ impl Broker {
             .as_ref()
             .is_none_or(|(c, ch)| !c.status().connected() || !ch.status().connected())
         {
-            *guard = Some(Self::open(&self.url, hardened).await?);
+            *guard = Some(Self::open(&self.url, hardened).await.inspect_err(|_| {
+                self.up.store(false, std::sync::atomic::Ordering::Relaxed);
+            })?);
         }
         let (_, ch) = guard.as_ref().expect("channel opened above");
         let payload = serde_json::to_vec(reminder).expect("reminder serialises");
@@ -114,6 +123,8 @@ impl Broker {
         let outcome = tokio::time::timeout(Duration::from_secs(2), result)
             .await
             .unwrap_or_else(|_| Err("publish timed out".to_string()));
+        self.up
+            .store(outcome.is_ok(), std::sync::atomic::Ordering::Relaxed);
         if let Err(e) = outcome {
             *guard = None;
             return Err(BrokerError::Unavailable(e));
@@ -121,17 +132,19 @@ impl Broker {
         Ok(())
     }
 
-    pub async fn connected(&self) -> bool {
-        let mut guard = self.channel.lock().await;
-        if guard.as_ref().is_some_and(|(c, _)| c.status().connected()) {
-            return true;
-        }
-        match Self::open(&self.url, self.profile == Profile::Hardened).await {
-            Ok(pair) => {
-                *guard = Some(pair);
-                true
-            }
-            Err(_) => false,
+    /// Whether the broker was reachable at the last publish, without waiting for it.
+    pub fn last_known_up(&self) -> bool {
+        self.up.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Close the publishing connection cleanly (graceful shutdown), waiting at most `within`.
+    pub async fn close(&self, within: Duration) {
+        let taken = match tokio::time::timeout(within, self.channel.lock()).await {
+            Ok(mut guard) => guard.take(),
+            Err(_) => None,
+        };
+        if let Some((conn, _)) = taken {
+            let _ = tokio::time::timeout(within, conn.close(200, "shutdown".into())).await;
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Prometheus metrics in the text exposition format: request counts and latency per route
-//! and status, and the domain's own counters.
+//! and status, the domain's own counters, and (hardened) gauges read when scraped.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -41,9 +41,46 @@ impl Metrics {
     }
 }
 
+/// Gauges as (name, labels, value), grouped by name in the order given.
+pub fn render_gauges(gauges: &[(&str, String, f64)]) -> String {
+    let mut out = String::new();
+    let mut last = "";
+    for (name, labels, v) in gauges {
+        if *name != last {
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            last = name;
+        }
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {v}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {v}");
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn renders_gauges_with_one_type_line_per_name() {
+        let text = render_gauges(&[
+            ("mediconnect_http_in_flight", String::new(), 3.0),
+            ("mediconnect_breaker_open", "provider=\"ehr\"".into(), 1.0),
+            (
+                "mediconnect_breaker_open",
+                "provider=\"twilio\"".into(),
+                0.0,
+            ),
+        ]);
+        assert_eq!(
+            text,
+            "# TYPE mediconnect_http_in_flight gauge\nmediconnect_http_in_flight 3\n\
+             # TYPE mediconnect_breaker_open gauge\nmediconnect_breaker_open{provider=\"ehr\"} 1\n\
+             mediconnect_breaker_open{provider=\"twilio\"} 0\n"
+        );
+    }
 
     #[test]
     fn renders_the_text_format() {

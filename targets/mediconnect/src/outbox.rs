@@ -10,9 +10,11 @@ use deadpool_postgres::{GenericClient, Pool};
 use crate::broker::{Broker, Reminder};
 use crate::db::DbError;
 
-/// The reminder of kind `$2` for the appointment `a` of patient `p`, as an outbox payload.
+/// The reminder of kind `$2` for the appointment `a` of patient `p`, as an outbox payload,
+/// with the trace of the request that booked the appointment (000:C13).
 pub const PAYLOAD: &str = "jsonb_build_object(
     'appointment_id', a.id::text, 'kind', $2::text, 'phone', p.phone, 'email', p.email,
+    'trace', a.trace_id,
     'body', 'MediConnect: your appointment on '
             || to_char(a.starts_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI')
             || ' UTC. Ref ' || a.id::text || '/' || $2::text)";
@@ -75,6 +77,41 @@ pub async fn relay_once(pool: &Pool, broker: &Broker) -> Result<usize, DbError> 
     .await?;
     tx.commit().await?;
     Ok(done.len())
+}
+
+/// Keep `pending` at the number of unpublished outbox rows (the `mediconnect_outbox_pending`
+/// gauge), counted every 500 ms; unchanged while the database cannot be asked.
+///
+/// The count starts a little below the oldest row that was pending last time: published rows
+/// leave dead entries in the partial index until vacuum, and counting from the start would
+/// walk all of them after a backlog. Ids come from one sequence and rows are only ever
+/// published, so what lies further below was published already; the margin covers rows
+/// whose transactions committed out of id order.
+pub async fn run_gauge(pool: Pool, pending: std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    const MARGIN: i64 = 1000;
+    let mut floor: i64 = 0;
+    loop {
+        let counted = async {
+            let client = pool.get().await?;
+            let row = client
+                .query_one(
+                    &client
+                        .prepare_cached(
+                            "SELECT coalesce(min(id), (SELECT coalesce(max(id), 0) FROM outbox)), count(*)
+                             FROM outbox WHERE published_at IS NULL AND id >= $1",
+                        )
+                        .await?,
+                    &[&floor],
+                )
+                .await?;
+            Ok::<_, DbError>((row.get::<_, i64>(0), row.get::<_, i64>(1)))
+        };
+        if let Ok((oldest, n)) = counted.await {
+            pending.store(n.max(0) as u64, std::sync::atomic::Ordering::Relaxed);
+            floor = (oldest - MARGIN).max(0);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Relay until the process ends.

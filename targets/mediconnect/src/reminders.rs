@@ -83,6 +83,7 @@ pub async fn poll_once(
                     phone: r.get(2),
                     email: r.get(3),
                     attempt: 0,
+                    trace: None,
                 };
                 if broker.publish(&reminder).await.is_err() {
                     break;

@@ -2,23 +2,40 @@
 //! (Twilio) and an e-mail (SendGrid).
 //!
 //! `naive` (000:C4, C6, S1): no timeouts, and a failed send is requeued whole, so the channel
-//! that had succeeded sends again: duplicates. `hardened`: timeouts, a circuit breaker per
-//! provider, de-duplication keyed by (appointment, reminder kind, channel) in PostgreSQL, and
-//! retries with exponential backoff and jitter republished as new messages, ending in a
-//! dead-letter queue; and bulkheads: each reminder is handled in its own task, its channels
-//! independently, each channel with its own bounded number of calls in flight, so a hanging
-//! Twilio holds up neither e-mails nor the reminders queued behind it.
+//! that had succeeded sends again: duplicates; a send whose answer was lost is simply sent
+//! again. `hardened`: timeouts, a circuit breaker per provider, retries with exponential
+//! backoff and jitter republished as new messages, ending in a dead-letter queue; bulkheads
+//! (each reminder in its own task, its channels independently, each channel with its own
+//! bounded number of calls in flight); and de-duplication of each (appointment, reminder
+//! kind, channel) in PostgreSQL by a lease:
+//!
+//! - a worker claims a delivery for `LEASE` and renews the lease while it sends; a message
+//!   that finds a live claim of another worker waits and tries again, and is never
+//!   acknowledged unsent; a claim whose lease ran out (its worker died) is taken over;
+//! - when the provider may have acted but the answer was lost (a timeout or a reset after the
+//!   request went out, or a claim taken over from a dead worker), the worker asks the
+//!   provider's own log before sending again (000:C6): Twilio's message list for the
+//!   patient's number, SendGrid's Email Activity for the reminder's `unique_args`;
+//! - on SIGTERM it stops taking reminders, finishes the ones it holds (bounded), hands back
+//!   the claims it still has and closes its broker connection.
+//!
+//! Each hardened call carries the `traceparent` of the request that booked the appointment.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+};
 use lapin::types::FieldTable;
-use serde_json::json;
-use tokio::sync::Mutex;
+use serde_json::{Value, json};
+use tokio::sync::{Notify, watch};
 
+use crate::breaker::{Breaker, Breakers, jitter};
 use crate::broker::{Broker, DEAD_LETTER_QUEUE, REMINDER_QUEUE, Reminder};
 use crate::config::Profile;
 
@@ -27,10 +44,21 @@ pub const SMS_FROM: &str = "+15550000000";
 pub const MAIL_FROM: &str = "reminders@mediconnect.example";
 /// Hardened: deliveries of one reminder before it goes to the dead-letter queue.
 const MAX_ATTEMPTS: u32 = 6;
-/// Hardened: unacknowledged reminders a worker holds, each handled in its own task.
-const PREFETCH: u16 = 16;
+/// Hardened: unacknowledged reminders a worker holds, each handled in its own task. Large on
+/// purpose: the bulkheads are the per-channel limits below, so a reminder whose SMS waits on
+/// a hanging Twilio does not hold back the e-mails of the reminders behind it (a prefetch
+/// of 16 did: 16 reminders stuck on 3 s timeouts delayed every e-mail queued after them).
+const PREFETCH: u16 = 512;
 /// Hardened: calls in flight to one provider at once (the bulkhead of each channel).
 const CALLS_PER_CHANNEL: usize = 8;
+/// Hardened: a claim's lease, and how often a worker renews the leases it holds.
+const LEASE: Duration = Duration::from_secs(6);
+const RENEW_EVERY: Duration = Duration::from_secs(2);
+/// Hardened: how long a delivery waits for another worker's live claim before the reminder
+/// is put back for later (uncounted).
+const BUSY_WAIT: Duration = Duration::from_secs(30);
+/// Hardened: how long a stopping worker waits for the reminders it holds.
+pub const DRAIN: Duration = Duration::from_millis(4500);
 
 pub fn http_client(profile: Profile) -> reqwest::Client {
     let builder = reqwest::Client::builder()
@@ -48,16 +76,57 @@ pub fn http_client(profile: Profile) -> reqwest::Client {
     builder.build().expect("reqwest client builds")
 }
 
+/// Reminders being handled now, so a stopping worker can wait for them.
+#[derive(Debug, Default)]
+struct InFlight {
+    n: AtomicUsize,
+    idle: Notify,
+}
+
+struct InFlightGuard(Arc<InFlight>);
+
+impl InFlight {
+    fn enter(self: &Arc<Self>) -> InFlightGuard {
+        self.n.fetch_add(1, Ordering::SeqCst);
+        InFlightGuard(Arc::clone(self))
+    }
+
+    async fn wait_idle(&self) {
+        loop {
+            let idle = self.idle.notified();
+            if self.n.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if self.0.n.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+type DeliveryKey = (String, String, &'static str);
+
 /// Where the worker sends, and what it shares across deliveries.
 pub struct Senders {
     pub profile: Profile,
     pub http: reqwest::Client,
-    pub twilio_url: String,
-    pub sendgrid_url: String,
+    twilio_base: String,
+    sendgrid_base: String,
     pub pool: Pool,
     pub broker: Arc<Broker>,
-    breakers: [Mutex<Breaker>; 2],
+    breakers: Arc<Breakers>,
     bulkheads: [tokio::sync::Semaphore; 2],
+    /// This worker's identity: the owner of the leases it takes.
+    worker_id: String,
+    /// The deliveries this worker holds a lease on now.
+    active: Mutex<HashSet<DeliveryKey>>,
+    in_flight: Arc<InFlight>,
 }
 
 impl Senders {
@@ -67,25 +136,37 @@ impl Senders {
         sendgrid: &str,
         pool: Pool,
         broker: Arc<Broker>,
+        breakers: Arc<Breakers>,
     ) -> Senders {
         Senders {
             profile,
             http: http_client(profile),
-            twilio_url: format!(
-                "{}/2010-04-01/Accounts/{TWILIO_ACCOUNT}/Messages.json",
-                twilio.trim_end_matches('/')
-            ),
-            sendgrid_url: format!("{}/v3/mail/send", sendgrid.trim_end_matches('/')),
+            twilio_base: twilio.trim_end_matches('/').to_string(),
+            sendgrid_base: sendgrid.trim_end_matches('/').to_string(),
             pool,
             broker,
-            breakers: [
-                Mutex::new(Breaker::default()),
-                Mutex::new(Breaker::default()),
-            ],
+            breakers,
             bulkheads: [
                 tokio::sync::Semaphore::new(CALLS_PER_CHANNEL),
                 tokio::sync::Semaphore::new(CALLS_PER_CHANNEL),
             ],
+            worker_id: format!("worker-{}", uuid::Uuid::new_v4().simple()),
+            active: Mutex::default(),
+            in_flight: Arc::default(),
+        }
+    }
+
+    fn twilio_messages(&self) -> String {
+        format!(
+            "{}/2010-04-01/Accounts/{TWILIO_ACCOUNT}/Messages.json",
+            self.twilio_base
+        )
+    }
+
+    fn breaker(&self, channel: Channel) -> &Mutex<Breaker> {
+        match channel {
+            Channel::Sms => &self.breakers.twilio,
+            Channel::Email => &self.breakers.sendgrid,
         }
     }
 }
@@ -105,48 +186,38 @@ impl Channel {
     }
 }
 
-/// A circuit breaker (000:C3, 001:C-2): after 5 failures in a row, calls fail fast for 2 s,
-/// then one trial call decides whether it closes again.
-#[derive(Debug, Default)]
-struct Breaker {
-    failures: u32,
-    open_until: Option<Instant>,
-}
-
-impl Breaker {
-    fn allows(&self) -> bool {
-        self.open_until.is_none_or(|t| Instant::now() >= t)
+/// Run until the process ends (naive) or `stop` turns true (hardened), reconnecting to the
+/// broker when the connection is lost.
+pub async fn run(amqp: String, senders: Arc<Senders>, mut stop: watch::Receiver<bool>) {
+    if senders.profile == Profile::Hardened {
+        tokio::spawn(renew_leases(Arc::clone(&senders), stop.clone()));
     }
-
-    fn record(&mut self, ok: bool) {
-        if ok {
-            *self = Breaker::default();
-        } else {
-            self.failures += 1;
-            if self.failures >= 5 {
-                self.open_until = Some(Instant::now() + Duration::from_secs(2));
-            }
-        }
-    }
-}
-
-/// Run until the process ends, reconnecting to the broker when the connection is lost.
-pub async fn run(amqp: String, senders: Arc<Senders>) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match consume(&amqp, &senders).await {
-            Ok(()) => backoff = Duration::from_millis(100),
+        if *stop.borrow() {
+            return;
+        }
+        match consume(&amqp, &senders, &mut stop).await {
+            Ok(()) => return,
             Err(e) => {
                 tracing::warn!("notification worker: {e}; reconnecting in {backoff:?}");
-                tokio::time::sleep(backoff).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => {}
+                }
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
     }
 }
 
-async fn consume(amqp: &str, s: &Arc<Senders>) -> Result<(), String> {
-    let (_conn, ch) = Broker::open(amqp, false).await.map_err(|e| e.to_string())?;
+/// Consume until the connection fails (`Err`) or `stop` turns true (`Ok`, after draining).
+async fn consume(
+    amqp: &str,
+    s: &Arc<Senders>,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), String> {
+    let (conn, ch) = Broker::open(amqp, false).await.map_err(|e| e.to_string())?;
     ch.basic_qos(PREFETCH, BasicQosOptions::default())
         .await
         .map_err(|e| e.to_string())?;
@@ -160,7 +231,15 @@ async fn consume(amqp: &str, s: &Arc<Senders>) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!("notification worker consuming {REMINDER_QUEUE}");
-    while let Some(delivery) = consumer.next().await {
+    loop {
+        let delivery = tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            d = consumer.next() => d,
+        };
+        let Some(delivery) = delivery else {
+            return Err("consumer stream ended".into());
+        };
         let delivery = delivery.map_err(|e| e.to_string())?;
         let Ok(r) = serde_json::from_slice::<Reminder>(&delivery.data) else {
             // A message that can never be parsed is dropped, not redelivered forever.
@@ -174,7 +253,7 @@ async fn consume(amqp: &str, s: &Arc<Senders>) -> Result<(), String> {
         match s.profile {
             // One reminder at a time: while one call hangs, nothing else is sent.
             Profile::Naive => {
-                match deliver(s, &r).await {
+                match deliver_naive(s, &r).await {
                     Ok(()) => delivery.ack(BasicAckOptions::default()).await,
                     Err(e) => {
                         // The whole reminder goes back, channels that succeeded included.
@@ -198,142 +277,435 @@ async fn consume(amqp: &str, s: &Arc<Senders>) -> Result<(), String> {
             // de-duplication absorbs.
             Profile::Hardened => {
                 let s = Arc::clone(s);
+                let guard = s.in_flight.enter();
+                let stop = stop.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = deliver(&s, &r).await {
-                        retry_later(&s, r, &e).await;
-                    }
-                    if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
+                    let _guard = guard;
+                    let done = match deliver(&s, &r, &stop).await {
+                        Ok(()) => true,
+                        Err(Failed::Retry(e)) => retry_later(&s, r, &e, true, &stop).await,
+                        Err(Failed::Deferred(e)) => retry_later(&s, r, &e, false, &stop).await,
+                    };
+                    let settled = if done {
+                        delivery.ack(BasicAckOptions::default()).await
+                    } else {
+                        // Stopping: the reminder goes back to the queue as it was.
+                        delivery
+                            .nack(BasicNackOptions {
+                                requeue: true,
+                                multiple: false,
+                            })
+                            .await
+                    };
+                    if let Err(e) = settled {
                         tracing::warn!("ack failed ({e}); the reminder will be redelivered");
                     }
                 });
             }
         }
     }
-    Err("consumer stream ended".into())
+    // Stopping (hardened): take nothing more, finish what is held, hand back claims, close.
+    let _ = ch
+        .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+        .await;
+    if tokio::time::timeout(DRAIN, s.in_flight.wait_idle())
+        .await
+        .is_err()
+    {
+        tracing::warn!("stopping with reminders still in flight; the broker redelivers them");
+    }
+    release_claims(s).await;
+    // Unacknowledged messages (prefetched, not started) go back to the queue.
+    let _ = tokio::time::timeout(Duration::from_secs(1), conn.close(200, "shutdown".into())).await;
+    tracing::info!("notification worker stopped");
+    Ok(())
 }
 
-/// Hardened: wait out an exponential backoff with jitter, then republish with the attempt
-/// counted, or give up to the dead-letter queue. If the broker refuses, the original stays
-/// unacknowledged and comes back after a reconnect.
-async fn retry_later(s: &Senders, mut r: Reminder, error: &str) {
-    r.attempt += 1;
+/// Why a hardened delivery did not complete.
+#[derive(Debug)]
+enum Failed {
+    /// A provider was tried and failed: retry with backoff, counting an attempt.
+    Retry(String),
+    /// Nothing was tried (another live worker holds a claim, or the circuit is open): come
+    /// back later, not counted, so an outage longer than the retries loses nothing.
+    Deferred(String),
+}
+
+/// Hardened: wait out an exponential backoff with jitter, then republish, or give up to the
+/// dead-letter queue. Returns true when the original may be acknowledged, false when it
+/// must go back to the queue (the worker is stopping, or the broker refused the republish).
+async fn retry_later(
+    s: &Senders,
+    mut r: Reminder,
+    error: &str,
+    counted: bool,
+    stop: &watch::Receiver<bool>,
+) -> bool {
+    if counted {
+        r.attempt += 1;
+    }
     let queue = if r.attempt >= MAX_ATTEMPTS {
         DEAD_LETTER_QUEUE
     } else {
         REMINDER_QUEUE
     };
-    let base = Duration::from_millis(100) * 2u32.pow(r.attempt.min(6));
-    let jitter = Duration::from_millis(u64::from(uuid::Uuid::new_v4().as_u128() as u16 % 100));
+    let base = if counted {
+        (Duration::from_millis(100) * 2u32.pow(r.attempt.min(6))).min(Duration::from_secs(5))
+    } else {
+        Duration::from_secs(1)
+    };
+    let wait = base + Duration::from_millis(100).mul_f64(jitter());
     tracing::warn!(
         "reminder {}/{} attempt {} failed ({error}); to {queue}",
         r.appointment_id,
         r.kind,
         r.attempt
     );
-    tokio::time::sleep(base.min(Duration::from_secs(5)) + jitter).await;
-    if let Err(e) = s.broker.publish_to(queue, &r).await {
-        tracing::warn!(
-            "could not republish reminder {}/{}: {e}",
-            r.appointment_id,
-            r.kind
-        );
+    let mut stop = stop.clone();
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => {}
+        _ = stop.wait_for(|s| *s) => return false,
     }
-}
-
-/// Send one reminder on every channel. Naive sends them in turn and stops at the first
-/// failure; hardened sends them independently, skipping channels already delivered, and
-/// fails if any channel did.
-async fn deliver(s: &Senders, r: &Reminder) -> Result<(), String> {
-    match s.profile {
-        Profile::Naive => {
-            for channel in [Channel::Sms, Channel::Email] {
-                send(s, r, channel).await?;
-            }
-            Ok(())
-        }
-        Profile::Hardened => {
-            let (sms, email) = tokio::join!(
-                deliver_once(s, r, Channel::Sms),
-                deliver_once(s, r, Channel::Email)
+    match s.broker.publish_to(queue, &r).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(
+                "could not republish reminder {}/{}: {e}",
+                r.appointment_id,
+                r.kind
             );
-            match (sms, email) {
-                (Ok(()), Ok(())) => Ok(()),
-                (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
-                (Err(a), Err(b)) => Err(format!("{a}; {b}")),
-            }
+            false
         }
     }
 }
 
-/// Hardened: claim, send inside the channel's bulkhead, and record the outcome.
-async fn deliver_once(s: &Senders, r: &Reminder, channel: Channel) -> Result<(), String> {
-    if !claim(s, r, channel).await? {
-        return Ok(());
+/// Naive: send the channels in turn, stopping at the first failure.
+async fn deliver_naive(s: &Senders, r: &Reminder) -> Result<(), String> {
+    for channel in [Channel::Sms, Channel::Email] {
+        send(s, r, channel).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Hardened: send every channel independently, skipping channels already delivered.
+async fn deliver(s: &Senders, r: &Reminder, stop: &watch::Receiver<bool>) -> Result<(), Failed> {
+    let (sms, email) = tokio::join!(
+        deliver_once(s, r, Channel::Sms, stop),
+        deliver_once(s, r, Channel::Email, stop)
+    );
+    match (sms, email) {
+        (Ok(()), Ok(())) => Ok(()),
+        (Err(Failed::Retry(a)), Err(Failed::Retry(b))) => Err(Failed::Retry(format!("{a}; {b}"))),
+        (Err(Failed::Retry(e)), _) | (_, Err(Failed::Retry(e))) => Err(Failed::Retry(e)),
+        (Err(Failed::Deferred(e)), _) | (_, Err(Failed::Deferred(e))) => Err(Failed::Deferred(e)),
+    }
+}
+
+/// Hardened: claim, ask the provider's log if the provider may have acted already, send
+/// inside the channel's bulkhead, and record the outcome.
+async fn deliver_once(
+    s: &Senders,
+    r: &Reminder,
+    channel: Channel,
+    stop: &watch::Receiver<bool>,
+) -> Result<(), Failed> {
+    let key: DeliveryKey = (r.appointment_id.clone(), r.kind.clone(), channel.as_str());
+    let waiting_since = Instant::now();
+    let maybe_sent = loop {
+        match claim(s, &key).await.map_err(Failed::Retry)? {
+            Claim::Sent => return Ok(()),
+            Claim::Mine { maybe_sent } => break maybe_sent,
+            Claim::Busy => {
+                if waiting_since.elapsed() >= BUSY_WAIT || *stop.borrow() {
+                    return Err(Failed::Deferred("claimed by another worker".into()));
+                }
+                let mut stop = stop.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500 + (250.0 * jitter()) as u64)) => {}
+                    _ = stop.wait_for(|s| *s) => {
+                        return Err(Failed::Deferred("stopping".into()));
+                    }
+                }
+            }
+        }
+    };
+    let _held = Held::new(s, key.clone());
+    if maybe_sent {
+        match provider_has(s, r, channel).await {
+            Ok(true) => {
+                tracing::info!(
+                    "{} of {}/{} was sent before its answer was lost; not sending again",
+                    channel.as_str(),
+                    r.appointment_id,
+                    r.kind
+                );
+                mark(s, &key, "sent").await.map_err(Failed::Retry)?;
+                return Ok(());
+            }
+            Ok(false) => {}
+            Err(e) => {
+                mark(s, &key, "unknown").await.map_err(Failed::Retry)?;
+                return Err(match e {
+                    SendError::CircuitOpen(e) => Failed::Deferred(e),
+                    e => Failed::Retry(format!("provider log: {e}")),
+                });
+            }
+        }
     }
     let sent = match s.bulkheads[channel as usize].acquire().await {
         Ok(_permit) => send(s, r, channel).await,
         Err(_) => unreachable!("the bulkhead semaphores are never closed"),
     };
-    let status = if sent.is_ok() { "sent" } else { "failed" };
-    mark(s, r, channel, status).await?;
-    sent
+    let status = match &sent {
+        Ok(()) => "sent",
+        Err(SendError::Refused(_) | SendError::CircuitOpen(_)) => "failed",
+        Err(SendError::Lost(_)) => "unknown",
+    };
+    mark(s, &key, status).await.map_err(Failed::Retry)?;
+    sent.map_err(|e| match e {
+        SendError::CircuitOpen(e) => Failed::Deferred(e),
+        e => Failed::Retry(e.to_string()),
+    })
 }
 
-/// Hardened de-duplication: claim a delivery. True if this worker should send it: never
-/// tried, failed before, or claimed by a worker that has been silent for 30 s (it died
-/// mid-send). False if it was sent, or another worker is sending it now.
-async fn claim(s: &Senders, r: &Reminder, channel: Channel) -> Result<bool, String> {
+/// A delivery this worker holds a lease on, for as long as this lives.
+struct Held<'a> {
+    s: &'a Senders,
+    key: DeliveryKey,
+}
+
+impl<'a> Held<'a> {
+    fn new(s: &'a Senders, key: DeliveryKey) -> Held<'a> {
+        s.active
+            .lock()
+            .expect("active lock poisoned")
+            .insert(key.clone());
+        Held { s, key }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.s
+            .active
+            .lock()
+            .expect("active lock poisoned")
+            .remove(&self.key);
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Claim {
+    /// This worker holds the lease now; `maybe_sent`: the provider may have it already.
+    Mine { maybe_sent: bool },
+    /// It was sent.
+    Sent,
+    /// Another worker holds a live lease (or this one is sending it in another task).
+    Busy,
+}
+
+/// Hardened de-duplication: claim a delivery for `LEASE`. Taken: never tried, refused or
+/// lost before, or claimed by a worker whose lease ran out (it died mid-send: the provider
+/// may have it) or by this worker in a task that is gone.
+async fn claim(s: &Senders, key: &DeliveryKey) -> Result<Claim, String> {
+    if s.active.lock().expect("active lock poisoned").contains(key) {
+        return Ok(Claim::Busy);
+    }
     let db = s.pool.get().await.map_err(|e| e.to_string())?;
     let claim = db
         .prepare_cached(
-            "INSERT INTO deliveries (appointment_id, kind, channel, status) VALUES ($1, $2, $3, 'sending')
-             ON CONFLICT (appointment_id, kind, channel) DO UPDATE SET status = 'sending', updated_at = now()
-                 WHERE deliveries.status = 'failed' OR (deliveries.status = 'sending'
-                       AND deliveries.updated_at < now() - interval '30 seconds')
-             RETURNING status",
+            "INSERT INTO deliveries (appointment_id, kind, channel, status, owner, lease_until)
+             VALUES ($1, $2, $3, 'sending', $4, now() + make_interval(secs => $5))
+             ON CONFLICT (appointment_id, kind, channel) DO UPDATE
+                 SET status = 'sending', owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until,
+                     updated_at = now(),
+                     maybe_sent = deliveries.maybe_sent OR deliveries.status = 'sending'
+                 WHERE deliveries.status IN ('failed', 'unknown')
+                    OR (deliveries.status = 'sending'
+                        AND (deliveries.lease_until < now() OR deliveries.owner = EXCLUDED.owner))
+             RETURNING maybe_sent",
         )
         .await
         .map_err(|e| e.to_string())?;
     let row = db
-        .query_opt(&claim, &[&r.appointment_id, &r.kind, &channel.as_str()])
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(row.is_some())
-}
-
-async fn mark(s: &Senders, r: &Reminder, channel: Channel, status: &str) -> Result<(), String> {
-    let db = s.pool.get().await.map_err(|e| e.to_string())?;
-    let update = db
-        .prepare_cached(
-            "UPDATE deliveries SET status = $4, updated_at = now() WHERE appointment_id = $1 AND kind = $2 AND channel = $3",
+        .query_opt(
+            &claim,
+            &[&key.0, &key.1, &key.2, &s.worker_id, &LEASE.as_secs_f64()],
         )
         .await
         .map_err(|e| e.to_string())?;
-    db.execute(
-        &update,
-        &[&r.appointment_id, &r.kind, &channel.as_str(), &status],
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    if let Some(row) = row {
+        return Ok(Claim::Mine {
+            maybe_sent: row.get(0),
+        });
+    }
+    let status = db
+        .query_opt(
+            &db.prepare_cached(
+                "SELECT status FROM deliveries WHERE appointment_id = $1 AND kind = $2 AND channel = $3",
+            )
+            .await
+            .map_err(|e| e.to_string())?,
+            &[&key.0, &key.1, &key.2],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(match status.map(|r| r.get::<_, String>(0)).as_deref() {
+        Some("sent") => Claim::Sent,
+        _ => Claim::Busy,
+    })
+}
+
+/// Record the outcome of this worker's claim and end its lease. `unknown` means the
+/// provider may have acted: whoever sends next asks its log first.
+async fn mark(s: &Senders, key: &DeliveryKey, status: &str) -> Result<(), String> {
+    let db = s.pool.get().await.map_err(|e| e.to_string())?;
+    let update = db
+        .prepare_cached(
+            "UPDATE deliveries SET status = $4, maybe_sent = ($4 = 'unknown'), lease_until = NULL,
+                 updated_at = now()
+             WHERE appointment_id = $1 AND kind = $2 AND channel = $3 AND owner = $5",
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let n = db
+        .execute(&update, &[&key.0, &key.1, &key.2, &status, &s.worker_id])
+        .await
+        .map_err(|e| e.to_string())?;
+    if n == 0 {
+        tracing::warn!(
+            "the claim on {}/{}/{} was taken over before it was marked {status}",
+            key.0,
+            key.1,
+            key.2
+        );
+    }
     Ok(())
 }
 
-async fn send(s: &Senders, r: &Reminder, channel: Channel) -> Result<(), String> {
-    let breaker = &s.breakers[channel as usize];
-    if s.profile == Profile::Hardened && !breaker.lock().await.allows() {
-        return Err(format!("{} circuit open", channel.as_str()));
+/// Hardened: renew the leases of the deliveries this worker is sending, until it stops.
+async fn renew_leases(s: Arc<Senders>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(RENEW_EVERY) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let held: Vec<DeliveryKey> = s
+            .active
+            .lock()
+            .expect("active lock poisoned")
+            .iter()
+            .cloned()
+            .collect();
+        if held.is_empty() {
+            continue;
+        }
+        let (ids, kinds, channels): (Vec<String>, Vec<String>, Vec<String>) = held
+            .into_iter()
+            .map(|(a, k, c)| (a, k, c.to_string()))
+            .fold((vec![], vec![], vec![]), |mut v, (a, k, c)| {
+                v.0.push(a);
+                v.1.push(k);
+                v.2.push(c);
+                v
+            });
+        let renewed = async {
+            let db = s.pool.get().await.map_err(|e| e.to_string())?;
+            db.execute(
+                &db.prepare_cached(
+                    "UPDATE deliveries d SET lease_until = now() + make_interval(secs => $5)
+                     FROM unnest($2::text[], $3::text[], $4::text[]) AS k(a, kind, ch)
+                     WHERE d.owner = $1 AND d.status = 'sending'
+                       AND d.appointment_id = k.a AND d.kind = k.kind AND d.channel = k.ch",
+                )
+                .await
+                .map_err(|e| e.to_string())?,
+                &[&s.worker_id, &ids, &kinds, &channels, &LEASE.as_secs_f64()],
+            )
+            .await
+            .map_err(|e| e.to_string())
+        };
+        if let Err(e) = renewed.await {
+            tracing::warn!("could not renew delivery leases: {e}");
+        }
     }
-    // The key lets the provider (and the harness) recognise a repeat of the same delivery.
-    let key = format!("{}:{}:{}", r.appointment_id, r.kind, channel.as_str());
+}
+
+/// Hardened, stopping: claims this worker still holds go back as `unknown` with their
+/// leases ended, so the next worker takes them over at once and asks the provider first.
+async fn release_claims(s: &Senders) {
+    let released = async {
+        let db = s.pool.get().await.map_err(|e| e.to_string())?;
+        db.execute(
+            "UPDATE deliveries SET status = 'unknown', maybe_sent = true, lease_until = now(),
+                 updated_at = now()
+             WHERE owner = $1 AND status = 'sending'",
+            &[&s.worker_id],
+        )
+        .await
+        .map_err(|e| e.to_string())
+    };
+    match tokio::time::timeout(Duration::from_secs(1), released).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => tracing::info!("released {n} delivery claim(s)"),
+        Ok(Err(e)) => tracing::warn!("could not release delivery claims: {e}"),
+        Err(_) => tracing::warn!("releasing delivery claims timed out; their leases run out"),
+    }
+}
+
+/// How a send failed.
+#[derive(Debug)]
+enum SendError {
+    /// The provider did not act: it refused or could not be reached.
+    Refused(String),
+    /// Not tried: the provider's circuit is open.
+    CircuitOpen(String),
+    /// The request went out but its answer did not come back: the provider may have acted.
+    Lost(String),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Refused(e) | SendError::CircuitOpen(e) => write!(f, "{e}"),
+            SendError::Lost(e) => write!(f, "{e} (answer lost)"),
+        }
+    }
+}
+
+fn breaker_allows(s: &Senders, channel: Channel) -> bool {
+    s.profile == Profile::Naive
+        || s.breaker(channel)
+            .lock()
+            .expect("breaker lock poisoned")
+            .try_acquire()
+}
+
+fn breaker_record(s: &Senders, channel: Channel, ok: bool) {
+    if s.profile == Profile::Hardened {
+        s.breaker(channel)
+            .lock()
+            .expect("breaker lock poisoned")
+            .record(ok);
+    }
+}
+
+async fn send(s: &Senders, r: &Reminder, channel: Channel) -> Result<(), SendError> {
+    if !breaker_allows(s, channel) {
+        return Err(SendError::CircuitOpen(format!(
+            "{} circuit open",
+            channel.as_str()
+        )));
+    }
     let req = match channel {
-        Channel::Sms => s.http.post(&s.twilio_url).form(&[
+        Channel::Sms => s.http.post(s.twilio_messages()).form(&[
             ("To", r.phone.as_str()),
             ("From", SMS_FROM),
             ("Body", r.body.as_str()),
         ]),
         Channel::Email => s
             .http
-            .post(&s.sendgrid_url)
+            .post(format!("{}/v3/mail/send", s.sendgrid_base))
             .bearer_auth("SG.chaos-stub-key")
             .json(&json!({
                 "personalizations": [{ "to": [{ "email": r.email }] }],
@@ -344,17 +716,86 @@ async fn send(s: &Senders, r: &Reminder, channel: Channel) -> Result<(), String>
             })),
     };
     let req = if s.profile == Profile::Hardened {
-        req.header("Idempotency-Key", key)
+        // The key lets the provider (and the harness) recognise a repeat of a delivery.
+        let key = format!("{}:{}:{}", r.appointment_id, r.kind, channel.as_str());
+        traced(req.header("Idempotency-Key", key), r)
     } else {
         req
     };
     let result = match req.send().await {
         Ok(resp) if resp.status().is_success() => Ok(()),
-        Ok(resp) => Err(format!("{} answered {}", channel.as_str(), resp.status())),
-        Err(e) => Err(format!("{}: {e}", channel.as_str())),
+        Ok(resp) => Err(SendError::Refused(format!(
+            "{} answered {}",
+            channel.as_str(),
+            resp.status()
+        ))),
+        Err(e) if e.is_connect() => Err(SendError::Refused(format!("{}: {e}", channel.as_str()))),
+        Err(e) => Err(SendError::Lost(format!("{}: {e}", channel.as_str()))),
     };
-    if s.profile == Profile::Hardened {
-        breaker.lock().await.record(result.is_ok());
-    }
+    breaker_record(s, channel, result.is_ok());
     result
+}
+
+fn traced(req: reqwest::RequestBuilder, r: &Reminder) -> reqwest::RequestBuilder {
+    match &r.trace {
+        Some(t) => req.header("traceparent", crate::trace::child(t)),
+        None => req,
+    }
+}
+
+/// Hardened (000:C6): whether the provider's own log has this reminder on this channel.
+/// Twilio: the messages to the patient's number (newest first), one whose body ends in
+/// `Ref <appointment>/<kind>`; SendGrid: Email Activity for the reminder's `unique_args`.
+async fn provider_has(s: &Senders, r: &Reminder, channel: Channel) -> Result<bool, SendError> {
+    if !breaker_allows(s, channel) {
+        return Err(SendError::CircuitOpen(format!(
+            "{} circuit open",
+            channel.as_str()
+        )));
+    }
+    let req = match channel {
+        Channel::Sms => s
+            .http
+            .get(s.twilio_messages())
+            .query(&[("To", r.phone.as_str()), ("PageSize", "50")]),
+        Channel::Email => {
+            let query = format!(
+                "unique_args['appointment_id']=\"{}\" AND unique_args['kind']=\"{}\"",
+                r.appointment_id, r.kind
+            );
+            s.http
+                .get(format!("{}/v3/messages", s.sendgrid_base))
+                .bearer_auth("SG.chaos-stub-key")
+                .query(&[("query", query.as_str()), ("limit", "10")])
+        }
+    };
+    let answer = async {
+        let resp = traced(req, r).send().await.map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(format!("answered {}", resp.status()));
+        }
+        resp.json::<Value>().await.map_err(|e| e.to_string())
+    }
+    .await;
+    breaker_record(s, channel, answer.is_ok());
+    let log = answer.map_err(|e| SendError::Refused(format!("{} log: {e}", channel.as_str())))?;
+    let Some(messages) = log["messages"].as_array() else {
+        return Err(SendError::Refused(format!(
+            "{} log: no `messages` list",
+            channel.as_str()
+        )));
+    };
+    Ok(match channel {
+        Channel::Sms => {
+            let wanted = format!("Ref {}/{}", r.appointment_id, r.kind);
+            messages.iter().any(|m| {
+                m["body"].as_str().is_some_and(|b| b.contains(&wanted))
+                    && !matches!(
+                        m["status"].as_str(),
+                        Some("failed" | "undelivered" | "canceled")
+                    )
+            })
+        }
+        Channel::Email => !messages.is_empty(),
+    })
 }

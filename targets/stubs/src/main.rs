@@ -1,26 +1,41 @@
-//! The `stubs` binary: serves the Twilio stub and its control API on their own ports and
-//! prints one JSON line with the bound addresses, which is its readiness signal.
+//! The `stubs` binary: serves the three stubs (or, with `--only`, one of them, journaled
+//! with `--journal`) and their control API on their own ports, and prints one JSON line with
+//! the bound addresses on stdout, which is its readiness signal.
 
-use std::sync::Arc;
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use stubs::Kind;
 use tokio::net::TcpListener;
 
 #[derive(Parser, Debug)]
 #[command(
-    about = "Twilio, SendGrid and EHR (FHIR) stubs with a control API, for chaos experiments"
+    about = "Twilio, SendGrid and EHR (FHIR) stubs with a control API, for chaos experiments",
+    after_help = "Ready line on stdout, all three: {\"twilio\": ADDR, \"sendgrid\": ADDR, \"ehr\": ADDR, \
+                  \"control\": {\"twilio\": URL, \"sendgrid\": URL, \"ehr\": URL}}; with --only NAME: \
+                  {\"NAME\": ADDR, \"control\": {\"NAME\": URL}}. Port 0 picks a free port."
 )]
 struct Args {
+    /// Serve this stub alone (twilio, sendgrid or ehr), on --listen.
+    #[arg(long, value_parser = |s: &str| s.parse::<Kind>(), conflicts_with_all = ["twilio", "sendgrid", "ehr"])]
+    only: Option<Kind>,
+    /// Address of the --only stub's API.
+    #[arg(long, requires = "only", default_value = "127.0.0.1:0")]
+    listen: String,
+    /// Append every call to this file as it arrives and is answered, and replay it on start
+    /// (with --only).
+    #[arg(long, requires = "only")]
+    journal: Option<PathBuf>,
     /// Address of the Twilio API.
-    #[arg(long, default_value = "127.0.0.1:0")]
-    twilio: String,
+    #[arg(long)]
+    twilio: Option<String>,
     /// Address of the SendGrid API.
-    #[arg(long, default_value = "127.0.0.1:0")]
-    sendgrid: String,
+    #[arg(long)]
+    sendgrid: Option<String>,
     /// Address of the EHR FHIR API.
-    #[arg(long, default_value = "127.0.0.1:0")]
-    ehr: String,
+    #[arg(long)]
+    ehr: Option<String>,
     /// Address of the control API: /<stub>/calls, /<stub>/knobs, /<stub>/reset.
     #[arg(long, default_value = "127.0.0.1:0")]
     control: String,
@@ -39,36 +54,44 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(false)
         .init();
     let args = Args::parse();
-    let twilio = Arc::new(stubs::Stub::default());
-    let sendgrid = Arc::new(stubs::Stub::default());
-    let ehr = Arc::new(stubs::ehr::Ehr::default());
-    let (t, s, e, c) = (
-        bind(&args.twilio).await?,
-        bind(&args.sendgrid).await?,
-        bind(&args.ehr).await?,
-        bind(&args.control).await?,
-    );
-    let control = format!("http://{}", c.local_addr()?);
-    let ready = serde_json::json!({
-        "twilio": t.local_addr()?.to_string(),
-        "sendgrid": s.local_addr()?.to_string(),
-        "ehr": e.local_addr()?.to_string(),
-        "control": {
-            "twilio": format!("{control}/twilio"),
-            "sendgrid": format!("{control}/sendgrid"),
-            "ehr": format!("{control}/ehr"),
-        },
-    });
-    println!("{ready}");
-    let control_app = axum::Router::new()
-        .nest("/twilio", stubs::control_router(twilio.clone()))
-        .nest("/sendgrid", stubs::control_router(sendgrid.clone()))
-        .nest("/ehr", stubs::control_router(ehr.stub.clone()));
-    tokio::try_join!(
-        axum::serve(t, stubs::twilio::router(twilio)),
-        axum::serve(s, stubs::sendgrid::router(sendgrid)),
-        axum::serve(e, stubs::ehr::router(ehr)),
-        axum::serve(c, control_app),
-    )?;
+    let kinds: Vec<(Kind, String)> = match args.only {
+        Some(kind) => vec![(kind, args.listen.clone())],
+        None => {
+            let or_any = |a: &Option<String>| a.clone().unwrap_or_else(|| "127.0.0.1:0".into());
+            vec![
+                (Kind::Twilio, or_any(&args.twilio)),
+                (Kind::Sendgrid, or_any(&args.sendgrid)),
+                (Kind::Ehr, or_any(&args.ehr)),
+            ]
+        }
+    };
+    let control_listener = bind(&args.control).await?;
+    let control_base = format!("http://{}", control_listener.local_addr()?);
+    let mut control_app = axum::Router::new();
+    let mut ready = serde_json::Map::new();
+    let mut controls = serde_json::Map::new();
+    let mut servers = tokio::task::JoinSet::new();
+    for (kind, addr) in kinds {
+        let routers = stubs::routers(kind, args.journal.as_deref())?;
+        let listener = bind(&addr).await?;
+        ready.insert(
+            kind.name().into(),
+            listener.local_addr()?.to_string().into(),
+        );
+        controls.insert(
+            kind.name().into(),
+            format!("{control_base}/{}", kind.name()).into(),
+        );
+        control_app = control_app.merge(routers.control);
+        servers.spawn(async move { axum::serve(listener, routers.api).await });
+    }
+    ready.insert("control".into(), controls.into());
+    servers.spawn(async move { axum::serve(control_listener, control_app).await });
+    println!("{}", serde_json::Value::Object(ready));
+    // The servers run until the process is stopped; the first one to fail ends it.
+    if let Some(done) = servers.join_next().await {
+        done.context("a server task panicked")?
+            .context("a server stopped")?;
+    }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The commands, one per file, and what they share: loading scenarios and running one.
 
 mod down;
+mod images;
 mod proxy;
 pub mod render;
 mod run;
@@ -9,11 +10,13 @@ mod up;
 mod validate;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use chaos_engine::EngineError;
-use chaos_engine::runner::{self, RunReport, RunSpec};
-use chaos_model::{CheckResult, Profile, Scenario};
+use chaos_engine::env::docker::images::Build;
+use chaos_engine::runner::{self, Progress, ProgressFn, RunReport, RunSpec};
+use chaos_model::{CheckResult, EnvKind, Profile, Scenario};
 
 use crate::args::{Cli, Command};
 use crate::exit;
@@ -28,20 +31,108 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             seed,
             out,
             keep_env,
-        } => run::run(&file, profile.as_deref(), seed, out, keep_env),
-        Command::Suite { file, seed, out } => suite::run(&file, seed, out),
+            env,
+            no_image_build,
+        } => run::run(
+            &file,
+            profile.as_deref(),
+            seed,
+            out,
+            keep_env,
+            parse_env(env.as_deref()),
+            images_policy(no_image_build),
+        ),
+        Command::Suite {
+            file,
+            seed,
+            seeds,
+            baseline,
+            out,
+            env,
+            no_image_build,
+        } => suite::run(&suite::Options {
+            file,
+            seed,
+            seeds,
+            baseline,
+            out,
+            env: parse_env(env.as_deref()),
+            images: images_policy(no_image_build),
+        }),
         Command::Proxy { api, seed } => proxy::run(&api, seed),
         Command::Up {
             file,
             profile,
             json,
             seed,
-        } => up::run(&file, profile.as_deref(), json, seed),
-        Command::Down { run } => down::run(run.as_deref()),
-        Command::Report { run_dir, compare } => {
-            Ok(render::run(run_dir.as_deref(), compare.as_deref()))
+            env,
+            no_image_build,
+        } => up::run(
+            &file,
+            profile.as_deref(),
+            json,
+            seed,
+            parse_env(env.as_deref()),
+            images_policy(no_image_build),
+        ),
+        Command::Down { run, all } => down::run(run.as_deref(), all),
+        Command::Images { action } => images::run(&action),
+        Command::Report {
+            run_dir,
+            compare,
+            p99_ratio,
+            error_share_delta,
+            recovery_ratio,
+        } => {
+            let thresholds = chaos_model::Thresholds {
+                p99_ratio,
+                error_share_delta,
+                recovery_ratio,
+            };
+            Ok(render::run(
+                run_dir.as_deref(),
+                compare.as_deref(),
+                &thresholds,
+            ))
         }
     }
+}
+
+fn parse_env(flag: Option<&str>) -> Option<EnvKind> {
+    flag.map(|e| e.parse().expect("clap restricts --env to local or docker"))
+}
+
+fn images_policy(no_build: bool) -> Build {
+    if no_build {
+        Build::Never
+    } else {
+        Build::IfMissing
+    }
+}
+
+/// Where a run goes: the command line's `--env`, else the suite's, else the scenario's,
+/// else local.
+pub fn env_of(flag: Option<EnvKind>, suite: Option<EnvKind>, scenario: &Scenario) -> EnvKind {
+    flag.or(suite).or(scenario.environment).unwrap_or_default()
+}
+
+/// What a command that starts environments does before anything is timed: reap what a
+/// SIGKILLed run of this machine left on the Docker engine (if an engine answers), and, when
+/// a run goes to docker, make sure its images exist (building them if allowed), so a first
+/// build's minutes never count against a run's global timeout. The error is the message.
+pub fn prepare(rt: &tokio::runtime::Runtime, docker: bool, images: Build) -> Result<(), String> {
+    rt.block_on(async {
+        for id in chaos_engine::env::docker::reap::reap_if_engine().await {
+            eprintln!("[chaos] reaped the containers of crashed run {id}");
+        }
+        if docker {
+            let note = |m: String| eprintln!("[images] {m}");
+            chaos_engine::env::docker::images::ensure(images, &note)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })
 }
 
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -99,10 +190,35 @@ pub fn run_one(rt: &tokio::runtime::Runtime, spec: RunSpec, file: &Path) -> Outc
     let facts_scenario = spec.scenario.name.clone();
     let profile = spec.profile();
     let seed = spec.seed;
-    let reproduce = reproduce_line(file, seed, profile);
+    let mut reproduce = reproduce_line(file, seed, profile);
+    if spec.env == EnvKind::Docker {
+        reproduce += " --env docker";
+    }
     let timeout = spec.scenario.phases.timeout.0;
     let label = format!("{facts_scenario}/{profile}");
-    let progress = crate::progress::printer(label);
+    let printer = crate::progress::printer(label);
+    // The last phase entered and the last line of detail, for a run that times out.
+    let last = Arc::new(Mutex::new(("up", String::new())));
+    let seen = Arc::clone(&last);
+    let progress: ProgressFn = Arc::new(move |p: Progress| {
+        {
+            let mut l = seen.lock().expect("progress lock");
+            match &p {
+                Progress::Phase(name) => *l = (name, String::new()),
+                Progress::Note(n) => l.1.clone_from(n),
+                _ => {}
+            }
+        }
+        printer(p);
+    });
+    let stuck = || {
+        let l = last.lock().expect("progress lock");
+        if l.1.is_empty() {
+            format!("in phase {}", l.0)
+        } else {
+            format!("in phase {} (last: {})", l.0, l.1)
+        }
+    };
     let result = rt.block_on(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(|e| (exit::ENVIRONMENT, format!("cannot watch SIGTERM: {e}")))?;
@@ -111,7 +227,7 @@ pub fn run_one(rt: &tokio::runtime::Runtime, spec: RunSpec, file: &Path) -> Outc
                 Ok(Ok(report)) => Ok(report),
                 Ok(Err(e @ EngineError::Timeout(_))) => Err((exit::UNKNOWN, e.to_string())),
                 Ok(Err(e)) => Err((exit::ENVIRONMENT, e.to_string())),
-                Err(_) => Err((exit::UNKNOWN, format!("the run exceeded its global timeout of {timeout:?}; everything was stopped"))),
+                Err(_) => Err((exit::UNKNOWN, format!("the run exceeded its global timeout of {timeout:?} {}; everything was stopped", stuck()))),
             },
             _ = tokio::signal::ctrl_c() => Err((exit::INTERRUPTED_INT, "interrupted (SIGINT); everything was stopped".to_string())),
             _ = term.recv() => Err((exit::INTERRUPTED_TERM, "terminated (SIGTERM); everything was stopped".to_string())),
@@ -126,7 +242,7 @@ pub fn run_one(rt: &tokio::runtime::Runtime, spec: RunSpec, file: &Path) -> Outc
                 reproduce: &reproduce,
             };
             // The reports are rendered from the bundle's own files, as `chaos report` does.
-            let mut lines = match report::bundle::Bundle::load(&report.bundle) {
+            let mut lines = match report::bundle::Bundle::load_unrendered(&report.bundle) {
                 Ok(b) => report::bundle::write_reports(&facts, &report, &b.history, &b.evidence),
                 Err(e) => vec![format!("cannot read the bundle back: {e}")],
             };

@@ -6,6 +6,11 @@ use super::runtime;
 use crate::exit;
 
 pub fn run(api: &str, seed: u64) -> anyhow::Result<u8> {
+    use std::net::ToSocketAddrs;
+    if let Err(e) = api.to_socket_addrs() {
+        eprintln!("chaos: --api {api:?}: not an address to listen on ({e})");
+        return Ok(exit::USAGE);
+    }
     let rt = runtime()?;
     rt.block_on(async {
         let mut server = match ProxyServer::start(api, seed).await {

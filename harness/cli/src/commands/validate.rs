@@ -1,4 +1,5 @@
-//! `chaos validate FILE...`: parse and validate scenarios; start nothing.
+//! `chaos validate FILE...`: parse and validate scenarios; start nothing. Each good file is
+//! a line on stdout, each bad one its error (file, line, field) on stderr and exit 3.
 
 use std::path::PathBuf;
 
@@ -17,7 +18,7 @@ pub fn run(files: &[PathBuf]) -> u8 {
                 s.invariants.enabled().join(", ")
             ),
             Err(e) => {
-                println!("{e}");
+                eprintln!("chaos: {e}");
                 code = exit::USAGE;
             }
         }

@@ -15,44 +15,85 @@ pub struct Bundle {
     pub seed: u64,
     pub history: History,
     pub evidence: Evidence,
-    /// The `verdicts.json` written when the run ended, if there is one.
-    pub verdicts: Option<serde_json::Value>,
+    /// What `verdicts.json` recorded when the run ended; `None` only for a bundle read before
+    /// its reports were first written.
+    pub recorded: Option<Recorded>,
+}
+
+/// The parts of `verdicts.json` a re-render keeps: the run's timings and reproduce line.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct Recorded {
+    pub setup_s: f64,
+    pub workload_s: f64,
+    pub reproduce: String,
 }
 
 impl Bundle {
-    /// Read a bundle; the error names the file and what is wrong with it.
+    /// Read a finished bundle, `verdicts.json` included. Every problem is an error naming the
+    /// file (and the line where there is one): a truncated or corrupt bundle never panics.
     pub fn load(dir: &Path) -> Result<Bundle, String> {
+        Bundle::read(dir, true)
+    }
+
+    /// Read a bundle the engine has just written, before its reports (and so before
+    /// `verdicts.json`) exist.
+    pub fn load_unrendered(dir: &Path) -> Result<Bundle, String> {
+        Bundle::read(dir, false)
+    }
+
+    fn read(dir: &Path, with_verdicts: bool) -> Result<Bundle, String> {
+        if !dir.is_dir() {
+            return Err(format!(
+                "{}: not a run bundle (no such directory)",
+                dir.display()
+            ));
+        }
+        let path = |name: &str| dir.join(name).display().to_string();
         let read = |name: &str| {
-            let p = dir.join(name);
-            std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))
+            std::fs::read_to_string(dir.join(name))
+                .map_err(|e| format!("{}: cannot read: {e}", path(name)))
         };
-        let file = dir.join("scenario.toml").display().to_string();
+        let file = path("scenario.toml");
         let text = read("scenario.toml")?;
         let (profile, seed) = as_run(&text).ok_or_else(|| {
-            format!("{file}:1: the first line is not `# as run: profile = \"P\", seed = N`")
+            format!("{file}: line 1: the first line is not `# as run: profile = \"P\", seed = N`")
         })?;
         let mut scenario = Scenario::parse(&file, &text).map_err(|e| e.to_string())?;
         scenario.profile = profile;
         let history = History::from_jsonl(&read("history.jsonl")?)
-            .map_err(|e| format!("{}: {e}", dir.join("history.jsonl").display()))?;
-        let evidence = match read("evidence/evidence.json") {
-            Ok(t) => serde_json::from_str(&t)
-                .map_err(|e| format!("{}: {e}", dir.join("evidence/evidence.json").display()))?,
-            Err(e) => Evidence {
-                errors: vec![format!("no evidence in the bundle ({e})")],
-                ..Evidence::default()
-            },
+            .map_err(|e| format!("{}: {e}", path("history.jsonl")))?;
+        let evidence: Evidence = json_file(
+            &path("evidence/evidence.json"),
+            &read("evidence/evidence.json")?,
+        )?;
+        // The schedule as applied: not needed to re-render, but a bundle without it is not whole.
+        let schedule: serde_json::Value =
+            json_file(&path("schedule.json"), &read("schedule.json")?)?;
+        if !schedule.is_object() {
+            return Err(format!("{}: expected a JSON object", path("schedule.json")));
+        }
+        let recorded = if with_verdicts {
+            let r: Recorded = json_file(&path("verdicts.json"), &read("verdicts.json")?)?;
+            let seconds = |x: f64| (0.0..1e9).contains(&x);
+            if !(seconds(r.setup_s) && seconds(r.workload_s)) {
+                return Err(format!(
+                    "{}: setup_s and workload_s must be seconds (0 to 1e9), found {} and {}",
+                    path("verdicts.json"),
+                    r.setup_s,
+                    r.workload_s
+                ));
+            }
+            Some(r)
+        } else {
+            None
         };
-        let verdicts = read("verdicts.json")
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok());
         Ok(Bundle {
             dir: dir.to_path_buf(),
             scenario,
             seed,
             history,
             evidence,
-            verdicts,
+            recorded,
         })
     }
 
@@ -60,27 +101,25 @@ impl Bundle {
     /// timings the run recorded.
     pub fn recheck(&self) -> RunReport {
         let results = chaos_check::check_all(&self.scenario, &self.history, &self.evidence);
-        let secs = |k: &str| {
-            self.verdicts
-                .as_ref()
-                .and_then(|v| v[k].as_f64())
-                .unwrap_or(0.0)
-        };
+        let (setup_s, workload_s) = self
+            .recorded
+            .as_ref()
+            .map_or((0.0, 0.0), |r| (r.setup_s, r.workload_s));
         RunReport {
             bundle: self.dir.clone(),
             run_id: String::new(),
             results,
             counts: counts(&self.history),
-            setup_s: secs("setup_s"),
-            workload_s: secs("workload_s"),
+            setup_s,
+            workload_s,
         }
     }
 
     /// The reproduce line the run printed, or one that reruns the bundle's own copy.
     pub fn reproduce(&self) -> String {
-        self.verdicts
+        self.recorded
             .as_ref()
-            .and_then(|v| v["reproduce"].as_str().map(str::to_string))
+            .map(|r| r.reproduce.clone())
             .unwrap_or_else(|| {
                 crate::commands::reproduce_line(
                     &self.dir.join("scenario.toml"),
@@ -89,6 +128,12 @@ impl Bundle {
                 )
             })
     }
+}
+
+/// A JSON file parsed into `T`; the error names the file, line and column.
+fn json_file<T: serde::de::DeserializeOwned>(path: &str, text: &str) -> Result<T, String> {
+    serde_json::from_str(text)
+        .map_err(|e| format!("{path}: line {}, column {}: {e}", e.line(), e.column()))
 }
 
 /// Invoked, ok, fail and info ops of a history (an op never completed counts as info).
@@ -119,7 +164,7 @@ pub fn write_reports(
     history: &History,
     evidence: &Evidence,
 ) -> Vec<String> {
-    let junit = junit_document(&[junit_suite(f, r)]);
+    let junit = junit_document(vec![junit_suite(f, r)]);
     let mut errors = Vec::new();
     for (name, text) in [
         ("verdicts.json", verdicts_json(f, r)),
@@ -152,13 +197,7 @@ mod tests {
     fn counts_take_unfinished_ops_as_info() {
         use chaos_model::{Invoke, OpKind, Outcome, Record};
         let h = History::new(vec![Record::Invoke(Invoke {
-            op: 1,
-            process: 0,
-            f: OpKind::Login,
-            slot: None,
-            due_us: 0,
-            time_us: 0,
-            key: None,
+            ..Invoke::new(1, 0, OpKind::Login, 0, 0)
         })]);
         assert_eq!(counts(&h), [1, 0, 0, 1]);
         assert_eq!(Outcome::Info as usize, 2);

@@ -15,7 +15,7 @@ use super::plots::{self, Series};
 /// How many of the slowest ops the ops table lists besides the cited ones.
 const SLOWEST_LISTED: usize = 20;
 
-const STYLE: &str = "
+pub(crate) const STYLE: &str = "
 body{font-family:system-ui,sans-serif;margin:24px auto;max-width:1000px;color:#222}
 h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;width:100%;font-size:13px}
@@ -144,10 +144,7 @@ fn evidence_section(h: &mut String, ev: &Evidence) {
         None => *h += "<li>appointment rows: not collected</li>\n",
     }
     for (stub, calls) in &ev.stub_calls {
-        let ok = calls
-            .iter()
-            .filter(|c| (200..300).contains(&c.status))
-            .count();
+        let ok = calls.iter().filter(|c| c.took_effect()).count();
         let _ = writeln!(
             h,
             "<li>{}: {} call(s), {ok} answered 2xx</li>",
@@ -232,7 +229,7 @@ fn secs(us: u64) -> String {
     format!("{:.3}s", us as f64 / 1e6)
 }
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

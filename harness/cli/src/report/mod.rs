@@ -5,10 +5,14 @@
 pub mod bundle;
 pub mod compare;
 pub mod html;
+pub mod index;
 pub mod plots;
+
+use std::time::Duration;
 
 use chaos_engine::runner::RunReport;
 use chaos_model::{CheckResult, Profile, Verdict};
+use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 use serde_json::json;
 
 /// What the renderers need to know about a run besides its report.
@@ -121,75 +125,41 @@ pub fn result_lines(f: &RunFacts<'_>, r: &RunReport) -> Vec<String> {
 
 /// One `<testsuite>` for a run: a testcase per invariant; invalid is a `<failure>` carrying
 /// the evidence, unknown an `<error>` carrying the reason.
-pub fn junit_suite(f: &RunFacts<'_>, r: &RunReport) -> String {
-    let failures = r
-        .results
-        .iter()
-        .filter(|c| matches!(c.verdict, Verdict::Invalid { .. }))
-        .count();
-    let errors = r
-        .results
-        .iter()
-        .filter(|c| matches!(c.verdict, Verdict::Unknown { .. }))
-        .count();
-    let name = format!("{}/{}", f.scenario, f.profile);
-    let mut s = format!(
-        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{:.1}\">\n",
-        xml(&name),
-        r.results.len(),
-        to_ms(r.setup_s) + to_ms(r.workload_s)
-    );
-    s += &format!(
-        "    <properties><property name=\"seed\" value=\"{}\"/><property name=\"reproduce\" value=\"{}\"/></properties>\n",
-        f.seed,
-        xml(f.reproduce)
-    );
+pub fn junit_suite(f: &RunFacts<'_>, r: &RunReport) -> TestSuite {
+    let mut suite = TestSuite::new(format!("{}/{}", f.scenario, f.profile));
+    let secs = to_ms(r.setup_s) + to_ms(r.workload_s);
+    suite.set_time(Duration::try_from_secs_f64(secs).unwrap_or_default());
+    suite.add_property(Property::new("seed", f.seed.to_string()));
+    suite.add_property(Property::new("reproduce", f.reproduce));
     let class = format!("{}.{}", f.scenario, f.profile);
     for c in &r.results {
-        s += &format!(
-            "    <testcase name=\"{}\" classname=\"{}\">",
-            xml(&c.invariant),
-            xml(&class)
-        );
-        match &c.verdict {
-            Verdict::Valid => s += "</testcase>\n",
+        let status = match &c.verdict {
+            Verdict::Valid => TestCaseStatus::success(),
             Verdict::Invalid { .. } => {
-                s += &format!(
-                    "\n      <failure message=\"{}\">{}</failure>\n    </testcase>\n",
-                    xml(&c.detail),
-                    xml(&evidence(c))
-                );
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                s.set_message(c.detail.as_str())
+                    .set_description(evidence(c));
+                s
             }
             Verdict::Unknown { reason } => {
-                s += &format!(
-                    "\n      <error message=\"{}\">{}</error>\n    </testcase>\n",
-                    xml(reason),
-                    xml(&c.detail)
-                );
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
+                s.set_message(reason.as_str())
+                    .set_description(c.detail.as_str());
+                s
             }
-        }
+        };
+        let mut case = TestCase::new(c.invariant.as_str(), status);
+        case.set_classname(class.as_str());
+        suite.add_test_case(case);
     }
-    s + "  </testsuite>\n"
+    suite
 }
 
 /// A whole `junit.xml` document from testsuites.
-pub fn junit_document(suites: &[String]) -> String {
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n{}</testsuites>\n",
-        suites.concat()
-    )
-}
-
-fn xml(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            '&' => "&amp;".to_string(),
-            '<' => "&lt;".to_string(),
-            '>' => "&gt;".to_string(),
-            '"' => "&quot;".to_string(),
-            '\'' => "&apos;".to_string(),
-            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => " ".to_string(),
-            c => c.to_string(),
-        })
-        .collect()
+pub fn junit_document(suites: Vec<TestSuite>) -> String {
+    let mut report = Report::new("chaos");
+    report.add_test_suites(suites);
+    report
+        .to_string()
+        .expect("a JUnit report serialises to memory")
 }

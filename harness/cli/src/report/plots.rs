@@ -2,6 +2,7 @@
 //! logs, drawn as inline SVG with plotters (SVG backend only; its text is plain SVG text
 //! the browser renders, so no font is needed here).
 
+use chaos_check::nearest_rank;
 use chaos_model::{Evidence, History, Op, Outcome};
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
@@ -12,7 +13,8 @@ const MAX_BUCKETS: u64 = 150;
 /// How many of the slowest ops are drawn one by one.
 const SLOW_OPS: usize = 150;
 
-/// One time bucket of latency percentiles, in milliseconds, from each op's due time.
+/// One time bucket of latency percentiles (nearest rank, as the `latency` checker and
+/// `--compare` take them), in milliseconds, from each op's due time.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LatencyBucket {
     pub t_s: f64,
@@ -45,10 +47,13 @@ fn s(us: u64) -> f64 {
 impl Series {
     /// `ops` are the history's, folded once by the caller.
     pub fn new(history: &History, ops: &[Op<'_>], evidence: &Evidence) -> Series {
+        // Every point drawn lies within the axis: an op due after the last record (which a
+        // corrupt history can hold) widens it rather than falling off the chart.
         let end_us = history
             .records
             .iter()
             .map(chaos_model::Record::time_us)
+            .chain(ops.iter().map(|o| o.due_us))
             .max()
             .unwrap_or(0);
         let bucket_us = (end_us / MAX_BUCKETS).div_ceil(1_000_000).max(1) * 1_000_000;
@@ -71,7 +76,7 @@ impl Series {
             .filter(|(_, v)| !v.is_empty())
             .map(|(i, v)| {
                 v.sort_unstable();
-                let q = |q: f64| ms(v[((v.len() - 1) as f64 * q).round() as usize]);
+                let q = |q: f64| ms(v[nearest_rank(v.len(), q)]);
                 LatencyBucket {
                     t_s: s(i as u64 * bucket_us + bucket_us / 2),
                     p50: q(0.5),
@@ -144,8 +149,8 @@ fn deliveries(evidence: &Evidence, bucket_us: u64, n: usize) -> Vec<(f64, f64, f
     let mut any = false;
     for (stub, channel) in [("twilio", 0), ("sendgrid", 1)] {
         for c in evidence.stub_calls.get(stub).into_iter().flatten() {
-            if (200..300).contains(&c.status) {
-                let us = c.at_ms.saturating_sub(t0_ms) * 1000;
+            if c.took_effect() {
+                let us = c.at_ms.saturating_sub(t0_ms).saturating_mul(1000);
                 let i = ((us / bucket_us) as usize).min(n - 1);
                 counts[i][channel] += 1;
                 any = true;
@@ -411,16 +416,11 @@ mod tests {
             status: Some(if ok { 200 } else { 503 }),
             appointment: None,
             error: None,
+            ..Completion::default()
         };
         [
             Record::Invoke(Invoke {
-                op: id,
-                process: 0,
-                f: OpKind::Availability,
-                slot: None,
-                due_us: due,
-                time_us: due,
-                key: None,
+                ..Invoke::new(id, 0, OpKind::Availability, due, due)
             }),
             if ok { Record::Ok(c) } else { Record::Fail(c) },
         ]

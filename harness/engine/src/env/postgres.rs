@@ -104,7 +104,7 @@ pub(crate) fn conninfo(port: u16) -> String {
     format!("host=127.0.0.1 port={port} user={PG_USER} dbname={PG_DB} connect_timeout=2")
 }
 
-async fn select_one(conninfo: String) -> bool {
+pub(crate) async fn select_one(conninfo: String) -> bool {
     let Ok((client, conn)) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await else {
         return false;
     };

@@ -13,6 +13,9 @@ use crate::error::EngineError;
 /// Every child carries this variable, so leftovers of a run can be found by its id.
 pub const RUN_ID_ENV: &str = "CHAOS_RUN_ID";
 
+/// How long `kill` waits for a SIGKILLed leader to be reaped.
+const KILL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A running child and its process group.
 #[derive(Debug)]
 pub struct ChildProcess {
@@ -84,10 +87,38 @@ impl ChildProcess {
         self.child.wait().await
     }
 
+    /// Send `signal` to the leader alone (a graceful stop, which the leader passes on).
+    pub fn signal_leader(&self, signal: Signal) -> Result<(), EngineError> {
+        nix::sys::signal::kill(self.pgid, signal)
+            .map_err(|e| EngineError::Other(format!("{signal} to {}: {e}", self.name)))
+    }
+
+    /// Send `signal` to every process of the group (SIGSTOP and SIGCONT pause and resume
+    /// all of a server's processes: PostgreSQL's backends, RabbitMQ's helpers).
+    pub fn signal_group(&self, signal: Signal) -> Result<(), EngineError> {
+        killpg(self.pgid, signal)
+            .map_err(|e| EngineError::Other(format!("{signal} to {}: {e}", self.name)))
+    }
+
+    /// Wait up to `limit` for the leader to exit; true if it did.
+    pub async fn wait_exit(&mut self, limit: std::time::Duration) -> bool {
+        tokio::time::timeout(limit, self.child.wait()).await.is_ok()
+    }
+
     /// SIGKILL the whole group and reap the leader.
     pub async fn kill(&mut self) {
         let _ = killpg(self.pgid, Signal::SIGKILL);
-        let _ = self.child.wait().await;
+        // SIGKILL cannot be caught, but a process in uninterruptible sleep dies only when
+        // its I/O returns: bounded, so one such process cannot hold a fault or a run.
+        if tokio::time::timeout(KILL_WAIT, self.child.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "{} did not die within {KILL_WAIT:?} of SIGKILL; the run's reaper will look again",
+                self.name
+            );
+        }
     }
 
     /// The last `n` lines of the log, for error messages.

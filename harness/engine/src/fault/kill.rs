@@ -1,17 +1,17 @@
-//! Kill: SIGKILL a service's process group; heal: start it again on the same port and data
-//! directory, and wait until it is ready.
+//! Kill: SIGKILL a node's process group (a server, a stub or a replica); heal: start it
+//! again on the same port with the same data, and wait until it serves.
 
-use chaos_model::Service;
+use chaos_model::Node;
 
 use super::Injected;
-use crate::env::LocalEnv;
+use crate::env::Env;
 use crate::error::EngineError;
 
-pub(super) async fn inject(env: &mut LocalEnv, service: Service) -> Result<Injected, EngineError> {
-    env.kill(service).await?;
-    Ok(Injected::Killed { service })
+pub(super) async fn inject(env: &Env, node: Node) -> Result<Injected, EngineError> {
+    env.kill(node).await?;
+    Ok(Injected::Killed(node))
 }
 
-pub(super) async fn heal(env: &mut LocalEnv, service: Service) -> Result<(), EngineError> {
-    env.restart(service).await
+pub(super) async fn heal(env: &Env, node: Node) -> Result<(), EngineError> {
+    env.restart(node).await
 }

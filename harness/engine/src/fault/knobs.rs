@@ -1,15 +1,16 @@
-//! Stub knobs: make a stub slow, hang, or fail (a fraction of calls, or the first N) through
-//! its control API; heal: set its knobs back to "behave". Its call log is kept.
+//! Stub knobs: make a stub slow, hang, fail (a share of calls or the first N, with
+//! `Retry-After`) or accept and answer late, through its control API; heal: set its knobs
+//! back to "behave". Its call log is kept.
 
 use std::time::Duration;
 
 use chaos_model::{Service, StubKnobs};
 
 use super::Injected;
-use crate::env::LocalEnv;
+use crate::env::Env;
 use crate::error::EngineError;
 
-async fn set(env: &LocalEnv, service: Service, knobs: &StubKnobs) -> Result<(), EngineError> {
+async fn set(env: &Env, service: Service, knobs: &StubKnobs) -> Result<(), EngineError> {
     let control = env
         .endpoints()
         .stubs
@@ -36,14 +37,14 @@ async fn set(env: &LocalEnv, service: Service, knobs: &StubKnobs) -> Result<(), 
 }
 
 pub(super) async fn inject(
-    env: &mut LocalEnv,
+    env: &Env,
     service: Service,
     knobs: &StubKnobs,
 ) -> Result<Injected, EngineError> {
     set(env, service, knobs).await?;
-    Ok(Injected::Knobs { service })
+    Ok(Injected::Knobs(service))
 }
 
-pub(super) async fn heal(env: &mut LocalEnv, service: Service) -> Result<(), EngineError> {
+pub(super) async fn heal(env: &Env, service: Service) -> Result<(), EngineError> {
     set(env, service, &StubKnobs::default()).await
 }

@@ -5,16 +5,17 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chaos_model::{AppointmentRow, Evidence, QueueDepth, ScheduleRow, Slot, StubCall};
+use chaos_model::{AppointmentRow, Evidence, QueueDepth, ScheduleRow, Slot, StubCall, WaitlistRow};
 
 use crate::env::Endpoints;
 
 pub async fn collect_evidence(endpoints: &Endpoints) -> Evidence {
     let mut ev = Evidence::default();
-    match rows(&endpoints.postgres_direct).await {
-        Ok((appointments, schedules)) => {
+    match bounded(READ_LIMIT, rows(&endpoints.postgres_direct)).await {
+        Ok((appointments, schedules, waitlist)) => {
             ev.appointments = Some(appointments);
             ev.schedules = Some(schedules);
+            ev.waitlist = Some(waitlist);
         }
         Err(e) => ev.errors.push(format!("appointments and schedules: {e}")),
     }
@@ -40,7 +41,7 @@ pub async fn collect_evidence(endpoints: &Endpoints) -> Evidence {
         }
     }
     if let Some(addr) = endpoints.direct.get("rabbitmq") {
-        match queue_depths(addr).await {
+        match bounded(READ_LIMIT, queue_depths(addr)).await {
             Ok(q) => ev.queues = Some(q),
             Err(e) => ev.errors.push(format!("queue depths: {e}")),
         }
@@ -48,12 +49,26 @@ pub async fn collect_evidence(endpoints: &Endpoints) -> Evidence {
     ev
 }
 
+/// The longest one source of evidence may take to read: a server that accepts a connection
+/// and then answers nothing (a lock, a wedged channel) costs this, not the run.
+pub(crate) const READ_LIMIT: Duration = Duration::from_secs(20);
+
+/// `read` within `limit`, or an error saying it took too long.
+pub(crate) async fn bounded<T>(
+    limit: Duration,
+    read: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    tokio::time::timeout(limit, read)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {limit:?}")))
+}
+
 /// The queues MediConnect declares: its reminders and their dead letters.
 const QUEUES: [&str; 2] = ["reminders", "reminders.dead"];
 
 /// Each queue's depth by a passive declare (which fails, and closes its channel, for a queue
 /// that does not exist: one channel per queue).
-async fn queue_depths(addr: &str) -> Result<BTreeMap<String, QueueDepth>, String> {
+pub(crate) async fn queue_depths(addr: &str) -> Result<BTreeMap<String, QueueDepth>, String> {
     use lapin::options::QueueDeclareOptions;
     let url = format!("amqp://guest:guest@{addr}/%2f?connection_timeout=5000");
     let conn = tokio::time::timeout(
@@ -95,7 +110,9 @@ async fn text(http: &reqwest::Client, url: &str) -> Result<String, String> {
     resp.text().await.map_err(|e| e.to_string())
 }
 
-async fn rows(conninfo: &str) -> Result<(Vec<AppointmentRow>, Vec<ScheduleRow>), String> {
+type Rows = (Vec<AppointmentRow>, Vec<ScheduleRow>, Vec<WaitlistRow>);
+
+async fn rows(conninfo: &str) -> Result<Rows, String> {
     let (client, conn) = tokio::time::timeout(
         Duration::from_secs(10),
         tokio_postgres::connect(conninfo, tokio_postgres::NoTls),
@@ -106,7 +123,7 @@ async fn rows(conninfo: &str) -> Result<(Vec<AppointmentRow>, Vec<ScheduleRow>),
     let task = tokio::spawn(conn);
     let rows = client
         .query(
-            "SELECT id::text, patient_id, provider_id, extract(epoch FROM starts_at)::bigint, status
+            "SELECT id::text, patient_id, provider_id, extract(epoch FROM starts_at)::bigint, status, version
              FROM appointments ORDER BY created_at, id",
             &[],
         )
@@ -120,8 +137,29 @@ async fn rows(conninfo: &str) -> Result<(Vec<AppointmentRow>, Vec<ScheduleRow>),
         )
         .await
         .map_err(|e| e.to_string())?;
+    let waiting = client
+        .query(
+            "SELECT id, patient_id, provider_id, extract(epoch FROM starts_at)::bigint, status, appointment_id::text
+             FROM waitlist ORDER BY id",
+            &[],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
     drop(client);
     let _ = task.await;
+    let waitlist = waiting
+        .iter()
+        .map(|r| WaitlistRow {
+            id: r.get(0),
+            patient: r.get::<_, i32>(1) as u32,
+            slot: Slot {
+                provider: r.get::<_, i32>(2) as u32,
+                start: r.get(3),
+            },
+            status: r.get(4),
+            appointment: r.get(5),
+        })
+        .collect();
     let schedules = templates
         .iter()
         .map(|r| ScheduleRow {
@@ -142,12 +180,16 @@ async fn rows(conninfo: &str) -> Result<(Vec<AppointmentRow>, Vec<ScheduleRow>),
                 start: r.get(3),
             },
             status: r.get(4),
+            version: Some(r.get::<_, i32>(5) as u32),
         })
         .collect();
-    Ok((appointments, schedules))
+    Ok((appointments, schedules, waitlist))
 }
 
-async fn stub_calls(http: &reqwest::Client, control: &str) -> Result<Vec<StubCall>, String> {
+pub(crate) async fn stub_calls(
+    http: &reqwest::Client,
+    control: &str,
+) -> Result<Vec<StubCall>, String> {
     let resp = http
         .get(format!("{control}/calls"))
         .send()

@@ -1,18 +1,18 @@
 //! One run from start to verdicts.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chaos_model::{CheckResult, FaultAction, FaultEvent, History, Profile, Record, Scenario};
-use serde_json::json;
+use chaos_model::{CheckResult, History, Profile, Scenario};
 
 use super::evidence::collect_evidence;
 use super::progress::{Progress, ProgressFn};
-use crate::env::{LocalEnv, LocalEnvConfig};
+use super::schedule::{self, schedule_json};
+use super::{drain, sample};
+use crate::env::{Env, EnvConfig};
 use crate::error::EngineError;
-use crate::fault::{self, Injected};
 use crate::history::{Clock, Recorder};
 use crate::workload::{TargetClient, drive, plan};
 
@@ -28,6 +28,10 @@ pub struct RunSpec {
     pub out_dir: PathBuf,
     /// Keep the environment's run directory (data, sockets) after the run.
     pub keep_env_dir: bool,
+    /// Where the services run (the command line's choice, else the scenario's).
+    pub env: chaos_model::EnvKind,
+    /// On docker: build missing images first, or fail naming the command that does.
+    pub images: crate::env::docker::images::Build,
 }
 
 impl RunSpec {
@@ -48,11 +52,14 @@ pub struct RunReport {
     pub workload_s: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Step {
-    // Heals sort before injects at the same instant, so back-to-back faults do not overlap.
-    Heal,
-    Inject,
+/// Aborts a task when dropped: a run that is cancelled (its global timeout, Ctrl-C inside a
+/// suite) stops its workload and sampling at once, before the next run starts.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 pub async fn run(spec: RunSpec, progress: ProgressFn) -> Result<RunReport, EngineError> {
@@ -67,12 +74,27 @@ pub async fn run(spec: RunSpec, progress: ProgressFn) -> Result<RunReport, Engin
             s.profile, spec.seed, spec.scenario_text
         ),
     )?;
-    write(out, "schedule.json", &schedule_json(&spec))?;
+    write(
+        out,
+        "schedule.json",
+        &schedule_json(s, &spec.scenario_file, spec.seed, None),
+    )?;
 
-    let run_id = format!("{}-{}-{}", s.name, spec.seed, std::process::id());
+    // Unique within the process: a suite's rows (the same scenario and seed on two
+    // profiles, or again on a later seed) never share a run directory or a broker node name,
+    // even when an earlier row's processes are still dying after its timeout.
+    static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    let run_id = format!(
+        "{}-{}-{}-{}-{n}",
+        s.name,
+        s.profile,
+        spec.seed,
+        std::process::id()
+    );
     let started = std::time::Instant::now();
     enter(&progress, "up");
-    let env_cfg = LocalEnvConfig {
+    let env_cfg = EnvConfig {
         run_id: run_id.clone(),
         profile: s.profile,
         replicas: s.replicas,
@@ -81,14 +103,21 @@ pub async fn run(spec: RunSpec, progress: ProgressFn) -> Result<RunReport, Engin
         seed: spec.seed,
         options: s.options.clone(),
         keep_dir: spec.keep_env_dir,
+        kind: spec.env,
+        images: spec.images,
     };
     let note = {
         let p = Arc::clone(&progress);
         move |m: String| p(Progress::Note(m))
     };
-    let mut env = LocalEnv::start(&env_cfg, &note).await?;
+    let env = Arc::new(Env::start(&env_cfg, &note).await?);
     let setup_s = started.elapsed().as_secs_f64();
-    let endpoints = serde_json::json!({ "run_id": run_id, "endpoints": env.endpoints() });
+    let endpoints = serde_json::json!({
+        "run_id": run_id,
+        "environment": spec.env,
+        "endpoints": env.endpoints(),
+        "startup_s": env.startup(),
+    });
     write(
         out,
         "endpoints.json",
@@ -104,57 +133,39 @@ pub async fn run(spec: RunSpec, progress: ProgressFn) -> Result<RunReport, Engin
     let client = TargetClient::new(env.endpoints().target.clone(), s.workload.op_timeout.0);
     let ops = plan(spec.seed, &s.workload);
     enter(&progress, "steady");
-    let mut driver = tokio::spawn(drive(ops, client, rec.clone(), s.workload.clients));
+    let mut driver = tokio::spawn(drive(ops, client, rec.clone(), s.workload.clone()));
+    let _driver_guard = AbortOnDrop(driver.abort_handle());
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let sampler = tokio::spawn(sample::sample(
+        env.endpoints().target.clone(),
+        clock,
+        Arc::clone(&samples),
+    ));
+    let _sampler_guard = AbortOnDrop(sampler.abort_handle());
 
-    let mut steps: Vec<(u64, Step, usize)> = Vec::new();
-    for (i, f) in s.schedule() {
-        steps.push((f.at.as_micros(), Step::Inject, i));
-        steps.push((f.heal_at().as_micros(), Step::Heal, i));
-    }
-    steps.sort();
-    let mut steps: VecDeque<_> = steps.into();
-    let mut injected: BTreeMap<usize, Injected> = BTreeMap::new();
+    // Dropping the set (a cancelled run) aborts every fault task.
+    let mut faults = tokio::task::JoinSet::new();
+    let active: schedule::Active = Arc::default();
+    schedule::start(s, &env, &rec, &progress, &active, &mut faults);
+    let mut applied = BTreeMap::new();
     let mut driver_done = false;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
-    loop {
-        if driver_done && steps.is_empty() {
-            break;
-        }
-        let next = steps.front().map(|st| clock.at(st.0));
+    while !(driver_done && faults.is_empty()) {
         tokio::select! {
-            () = async { tokio::time::sleep_until(next.expect("guarded")).await }, if next.is_some() => {
-                let (_, step, i) = steps.pop_front().expect("a step is due");
-                let f = &s.faults[i];
-                match step {
-                    Step::Inject => {
-                        let r = fault::inject(&mut env, i, f).await;
-                        let error = r.as_ref().err().map(ToString::to_string);
-                        if let Ok(inj) = r {
-                            injected.insert(i, inj);
-                        } else {
-                            // Nothing to heal: drop this fault's heal step.
-                            steps.retain(|st| st.2 != i);
-                        }
-                        record_fault(&rec, &progress, i, f.label(), FaultAction::Inject, error);
-                    }
-                    Step::Heal => {
-                        if let Some(inj) = injected.remove(&i) {
-                            let error = fault::heal(&mut env, &inj).await.err().map(|e| e.to_string());
-                            record_fault(&rec, &progress, i, f.label(), FaultAction::Heal, error);
-                        }
-                    }
-                }
-            }
             r = &mut driver, if !driver_done => {
                 driver_done = true;
                 if let Err(e) = r {
                     panic!("the workload driver panicked: {e}");
                 }
             }
+            Some(r) = faults.join_next(), if !faults.is_empty() => {
+                let (i, a) = r.unwrap_or_else(|e| panic!("a fault task panicked: {e}"));
+                applied.insert(i, a);
+            }
             _ = tick.tick() => {
                 let [invoked, ok, fail, info] = counters.snapshot();
-                let faults_active = injected.keys().map(|i| s.faults[*i].label()).collect();
+                let faults_active = active.lock().expect("active faults lock").iter().map(|i| s.faults[*i].label()).collect();
                 progress(Progress::Tick { t_s: clock.now_us() as f64 / 1e6, invoked, ok, fail, info, faults_active });
             }
         }
@@ -162,11 +173,23 @@ pub async fn run(spec: RunSpec, progress: ProgressFn) -> Result<RunReport, Engin
     let workload_s = clock.now_us() as f64 / 1e6;
 
     enter(&progress, "quiesce");
-    tokio::time::sleep(s.phases.quiesce.0).await;
+    let drained = drain::drain(&env, s.phases.quiesce.0, s.phases.idle.0, &note).await;
+    progress(Progress::Note(if drained.drained {
+        format!("drained after {} ms", drained.waited_ms)
+    } else {
+        format!(
+            "not drained after {} ms: still in flight (the reminder checks will say so)",
+            drained.waited_ms
+        )
+    }));
 
     enter(&progress, "collect");
+    drop(_sampler_guard);
     let mut evidence = collect_evidence(env.endpoints()).await;
     evidence.run_started_unix_ms = Some(clock.unix_ms0());
+    evidence.drain = Some(drained);
+    evidence.service_clock = env.service_clock();
+    evidence.metric_samples = std::mem::take(&mut *samples.lock().expect("samples lock"));
     for e in &evidence.errors {
         progress(Progress::Note(format!("evidence: {e}")));
     }
@@ -177,10 +200,18 @@ pub async fn run(spec: RunSpec, progress: ProgressFn) -> Result<RunReport, Engin
         "evidence.json",
         &serde_json::to_string_pretty(&evidence).expect("evidence serialises"),
     )?;
-    for (i, text) in evidence.metrics.values().enumerate() {
-        write(&ev_dir, &format!("metrics-replica-{i}.prom"), text)?;
+    // Numbered by replica (the order of the target's endpoints), not by URL.
+    for (i, base) in env.endpoints().target.iter().enumerate() {
+        if let Some(text) = evidence.metrics.get(base) {
+            write(&ev_dir, &format!("metrics-replica-{}.prom", i + 1), text)?;
+        }
     }
-    env.copy_logs(&out.join("logs"))?;
+    env.copy_logs(&out.join("logs")).await?;
+    write(
+        out,
+        "schedule.json",
+        &schedule_json(s, &spec.scenario_file, spec.seed, Some(&applied)),
+    )?;
 
     let counts = counters.snapshot();
     drop(rec);
@@ -194,6 +225,8 @@ pub async fn run(spec: RunSpec, progress: ProgressFn) -> Result<RunReport, Engin
     let results = chaos_check::check_all(s, &history, &evidence);
 
     enter(&progress, "down");
+    drop(faults);
+    let env = Arc::into_inner(env).expect("every fault task is done: the run owns its environment");
     env.shutdown().await;
     Ok(RunReport {
         bundle: out.clone(),
@@ -214,56 +247,7 @@ fn enter(progress: &ProgressFn, phase: &'static str) {
     }
 }
 
-fn record_fault(
-    rec: &Recorder,
-    progress: &ProgressFn,
-    fault: usize,
-    name: String,
-    action: FaultAction,
-    error: Option<String>,
-) {
-    rec.record(Record::Fault(FaultEvent {
-        fault,
-        name: name.clone(),
-        action,
-        time_us: rec.clock().now_us(),
-        error: error.clone(),
-    }));
-    progress(Progress::Fault {
-        name,
-        action,
-        error,
-    });
-}
-
 fn write(dir: &Path, name: &str, text: &str) -> Result<(), EngineError> {
     let p = dir.join(name);
     std::fs::write(&p, text).map_err(EngineError::io(format!("write {}", p.display())))
-}
-
-/// The schedule exactly as the runner will apply it, with the seed that drew the workload.
-fn schedule_json(spec: &RunSpec) -> String {
-    let faults: Vec<_> = spec
-        .scenario
-        .schedule()
-        .into_iter()
-        .map(|(i, f)| {
-            json!({
-                "fault": i,
-                "name": f.label(),
-                "inject_at_us": f.at.as_micros(),
-                "heal_at_us": f.heal_at().as_micros(),
-                "spec": f,
-            })
-        })
-        .collect();
-    let doc = json!({
-        "scenario": spec.scenario.name,
-        "file": spec.scenario_file,
-        "profile": spec.scenario.profile,
-        "seed": spec.seed,
-        "workload": spec.scenario.workload,
-        "faults": faults,
-    });
-    serde_json::to_string_pretty(&doc).expect("schedule serialises")
 }

@@ -22,6 +22,19 @@ pub fn slot_start(k: u64, providers: u32) -> Slot {
     Slot { provider, start }
 }
 
+/// The k-th slot of `provider`'s own calendar (slots of a day, then weekdays): the slot at
+/// calendar position `row * providers + provider - 1` of [`slot_start`].
+pub fn slot_of(row: u64, provider: u32, providers: u32) -> Slot {
+    let p = u64::from(providers.max(1));
+    let provider = u64::from(provider.clamp(1, providers.max(1)));
+    slot_start(row * p + provider - 1, providers)
+}
+
+/// The narrow hours a clinic's schedule change sets, `[start, end)` in minutes of the UTC day
+/// (10:00-16:00), Monday to Friday, in slots of [`NARROW_SLOT_MINUTES`].
+pub const NARROW_HOURS: [u32; 2] = [600, 960];
+pub const NARROW_SLOT_MINUTES: u32 = 30;
+
 pub use chaos_model::calendar::format_date;
 
 #[cfg(test)]
@@ -49,5 +62,16 @@ mod tests {
         }
         assert_ne!(slot_start(0, 3), slot_start(3, 3));
         assert_eq!(format_date(slot_start(3 * 16 * 5, 3).start), "2030-01-14");
+    }
+
+    #[test]
+    fn a_providers_own_calendar_is_its_share_of_the_interleaved_one() {
+        for row in 0..200 {
+            for provider in 1..=3 {
+                let s = slot_of(row, provider, 3);
+                assert_eq!(s.provider, provider);
+                assert_eq!(s.start, slot_start(row * 3, 3).start);
+            }
+        }
     }
 }

@@ -1,0 +1,237 @@
+//! The docker environment against real containers (the `docker` tier): every container
+//! fault takes effect and heals, a partition cuts the target off a dependency while the
+//! proxy stays up, a restarted database keeps its volume's data, and shutdown leaves no
+//! container, network or volume behind. Needs the Docker engine; the images are built on
+//! demand (`chaos images build`). Build the binaries first (`just test` does).
+
+use std::time::Duration;
+
+use chaos_engine::env::docker::{images::Build, reap};
+use chaos_engine::env::{Env, EnvConfig};
+use chaos_model::{EnvKind, Node, Profile, Service};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn start(tag: &str) -> Env {
+    let cfg = EnvConfig {
+        run_id: format!("docker-{tag}-{}", std::process::id()),
+        profile: Profile::Hardened,
+        replicas: 1,
+        providers: 2,
+        patients: 4,
+        seed: 3,
+        options: chaos_model::TargetOptions::default(),
+        keep_dir: false,
+        kind: EnvKind::Docker,
+        images: Build::IfMissing,
+    };
+    Env::start(&cfg, &|m: String| eprintln!("{tag}: {m}"))
+        .await
+        .unwrap_or_else(|e| panic!("the docker environment starts (is the engine up?): {e}"))
+}
+
+/// A Redis PING at `addr` answered +PONG within 500 ms.
+async fn pong(addr: &str) -> bool {
+    let Ok(Ok(mut s)) =
+        tokio::time::timeout(Duration::from_millis(500), TcpStream::connect(addr)).await
+    else {
+        return false;
+    };
+    if s.write_all(b"PING\r\n").await.is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 7];
+    matches!(
+        tokio::time::timeout(Duration::from_millis(500), s.read_exact(&mut buf)).await,
+        Ok(Ok(_)) if &buf == b"+PONG\r\n"
+    )
+}
+
+/// Whether `cond` holds within `limit`, asked every 50 ms: waiting for a state the fault
+/// brings about, not sleeping in its place.
+async fn within<F, Fut>(limit: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn status(http: &reqwest::Client, url: &str) -> Option<u16> {
+    http.get(url).send().await.ok().map(|r| r.status().as_u16())
+}
+
+async fn sql(
+    conninfo: &str,
+    query: &str,
+) -> Result<Vec<tokio_postgres::SimpleQueryMessage>, String> {
+    let (client, conn) = tokio::time::timeout(
+        Duration::from_secs(3),
+        tokio_postgres::connect(conninfo, tokio_postgres::NoTls),
+    )
+    .await
+    .map_err(|_| "connect timed out".to_string())?
+    .map_err(|e| e.to_string())?;
+    let task = tokio::spawn(conn);
+    let r = client.simple_query(query).await.map_err(|e| {
+        e.as_db_error()
+            .map_or_else(|| e.to_string(), |d| d.message().to_string())
+    });
+    drop(client);
+    task.abort();
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_faults_take_effect_heal_and_leave_nothing() {
+    let env = start("faults").await;
+    let run_id = env.run_id().to_string();
+    let ep = env.endpoints().clone();
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let redis = ep.direct["redis"].clone();
+    let ready = format!("{}/health/readiness", ep.target[0]);
+    assert!(pong(&redis).await, "redis answers at {redis}");
+    assert_eq!(status(&http, &ready).await, Some(200));
+
+    // pause: the cgroup freezer; Redis holds its socket and answers nothing; unpaused, it does.
+    env.pause(Service::Redis).await.unwrap();
+    assert!(!pong(&redis).await, "a paused redis answers nothing");
+    env.resume(Service::Redis).await.unwrap();
+    assert!(pong(&redis).await, "a resumed redis answers");
+
+    // kill, then start again with the volume kept: the database's data survives. (The
+    // checkpoint writes it out: the servers run with synchronous_commit off, as on local,
+    // so a commit of the last moments before a SIGKILL may be lost by design.)
+    let pg = ep.postgres_direct.clone();
+    sql(
+        &pg,
+        "CREATE TABLE durable (v text); INSERT INTO durable VALUES ('kept')",
+    )
+    .await
+    .unwrap();
+    sql(&pg, "CHECKPOINT").await.unwrap();
+    env.kill(Service::Postgres).await.unwrap();
+    assert!(
+        sql(&pg, "SELECT 1").await.is_err(),
+        "a killed postgres refuses"
+    );
+    env.restart(Service::Postgres).await.unwrap();
+    let rows = sql(&pg, "SELECT v FROM durable").await.unwrap();
+    let kept = rows.iter().any(
+        |m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("kept")),
+    );
+    assert!(
+        kept,
+        "the row written before the kill is there after the restart"
+    );
+
+    // stop: a graceful stop (tini forwards SIGTERM); back at the same address.
+    let live = format!("{}/health/liveness", ep.target[0]);
+    assert!(
+        env.stop(Node::Replica(1)).await.unwrap(),
+        "the replica exits on SIGTERM"
+    );
+    assert_eq!(
+        status(&http, &live).await,
+        None,
+        "a stopped replica answers nothing"
+    );
+    env.restart(Node::Replica(1)).await.unwrap();
+    assert_eq!(status(&http, &live).await, Some(200));
+    assert!(
+        within(Duration::from_secs(10), || async {
+            status(&http, &ready).await == Some(200)
+        })
+        .await,
+        "the restarted replica becomes ready"
+    );
+
+    // partition: PostgreSQL leaves the network. The proxy stays up and keeps its link
+    // enabled, yet the target loses the database: its readiness says so.
+    env.partition(Service::Postgres).await.unwrap();
+    let proxy = env.proxy_client().proxy("postgres").await.unwrap();
+    assert!(
+        proxy.enabled,
+        "the proxy's link is untouched by a partition"
+    );
+    assert!(
+        env.proxy_client().version().await.is_ok(),
+        "the proxy answers"
+    );
+    assert!(
+        within(Duration::from_secs(10), || async {
+            status(&http, &ready).await == Some(503)
+        })
+        .await,
+        "a replica cut off from its database is not ready"
+    );
+    assert!(
+        sql(&pg, "SELECT 1").await.is_err(),
+        "a partitioned postgres is not reachable on its mapped port either"
+    );
+    env.reconnect(Service::Postgres).await.unwrap();
+    assert!(
+        within(Duration::from_secs(20), || async {
+            status(&http, &ready).await == Some(200)
+        })
+        .await,
+        "reconnected, the replica is ready again"
+    );
+    assert!(
+        sql(&pg, "SELECT 1").await.is_ok(),
+        "reconnected, postgres answers on the same mapped port"
+    );
+    // Through the proxy's published port, as the target reaches it on the network.
+    assert!(
+        pong(&ep.services["redis"]).await,
+        "redis answers through its proxy"
+    );
+
+    let dir = std::env::temp_dir().join(format!("chaos-docker-logs-{}", std::process::id()));
+    env.copy_logs(&dir).await.unwrap();
+    for node in [
+        "postgres",
+        "redis",
+        "rabbitmq",
+        "proxy",
+        "mediconnect-1",
+        "twilio",
+    ] {
+        let text = std::fs::read_to_string(dir.join(format!("{node}.log"))).unwrap_or_default();
+        assert!(!text.is_empty(), "{node}.log holds the container's output");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+
+    env.shutdown().await;
+    let docker = reap::connect().await.unwrap();
+    let left = reap::resources_of_run(&docker, &run_id).await;
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_environment_removes_its_containers() {
+    // What a panic or a cancelled run does: the environment is dropped, not shut down.
+    let env = start("dropped").await;
+    let run_id = env.run_id().to_string();
+    let docker = reap::connect().await.unwrap();
+    assert!(
+        reap::resources_of_run(&docker, &run_id).await.len() >= 9,
+        "the run has its containers, network and volumes"
+    );
+    drop(env);
+    let left = reap::resources_of_run(&docker, &run_id).await;
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
