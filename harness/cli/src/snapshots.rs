@@ -121,6 +121,20 @@ pub(crate) fn rendered() -> Vec<(&'static str, String)> {
         counts: [6, 4, 1, 1],
         setup_s: 1.25,
         workload_s: 1.0,
+        phases: [
+            ("up", 1.25),
+            ("workload", 1.0),
+            ("quiesce", 0.5),
+            ("collect", 0.125),
+            ("check", 0.0625),
+            ("down", 0.25),
+        ]
+        .into_iter()
+        .map(|(phase, s)| chaos_engine::runner::PhaseTime {
+            phase: phase.into(),
+            s,
+        })
+        .collect(),
     };
     let reproduce = crate::commands::reproduce_line(
         std::path::Path::new("scenarios/fixture.toml"),
@@ -257,7 +271,8 @@ fn the_schemas_refuse_what_they_must() {
         "scenario": "s", "profile": "naive", "seed": 1, "verdict": "unknown",
         "results": [{ "invariant": "latency", "verdict": "unknown", "reason": "r", "detail": "d" }],
         "ops": { "invoked": 0, "ok": 0, "fail": 0, "info": 0 },
-        "setup_s": 0.1, "workload_s": 0.0, "reproduce": "chaos run f.toml --seed 1 --profile naive"
+        "setup_s": 0.1, "workload_s": 0.0, "phases": [{ "phase": "up", "s": 0.1 }],
+        "reproduce": "chaos run f.toml --seed 1 --profile naive"
     });
     assert!(schema_errors("verdicts.schema.json", &valid_unknown).is_empty());
     let mut no_reason = valid_unknown.clone();
@@ -266,6 +281,9 @@ fn the_schemas_refuse_what_they_must() {
         .unwrap()
         .remove("reason");
     assert!(!schema_errors("verdicts.schema.json", &no_reason).is_empty());
+    let mut bad_phase = valid_unknown.clone();
+    bad_phase["phases"][0]["phase"] = "lunch".into();
+    assert!(!schema_errors("verdicts.schema.json", &bad_phase).is_empty());
     let mut bad_profile = valid_unknown;
     bad_profile["profile"] = "sturdy".into();
     assert!(!schema_errors("verdicts.schema.json", &bad_profile).is_empty());
@@ -548,6 +566,15 @@ fn a_truncated_or_corrupt_bundle_is_an_error_naming_the_file_and_line() {
             "verdicts.json",
             Some("{\"setup_s\": \"soon\", \"workload_s\": 1, \"reproduce\": \"x\"}".into()),
             "verdicts.json: line 1",
+        ),
+        (
+            "v-phase",
+            "verdicts.json",
+            Some(
+                "{\"setup_s\": 1, \"workload_s\": 1, \"phases\": [{\"phase\": \"up\", \"s\": -1}], \"reproduce\": \"x\"}"
+                    .into(),
+            ),
+            "phase up must take seconds (0 to 1e9), found -1",
         ),
         (
             "e-missing",

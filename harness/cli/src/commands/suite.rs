@@ -134,7 +134,9 @@ pub fn run(o: &Options) -> anyhow::Result<u8> {
         rows: Vec::new(),
         baseline: None,
         interrupted: None,
+        wall_s: 0.0,
     };
+    let started = std::time::Instant::now();
 
     let rt = runtime()?;
     let docker = planned.iter().any(|p| p.env == EnvKind::Docker);
@@ -184,17 +186,21 @@ pub fn run(o: &Options) -> anyhow::Result<u8> {
                 result.rows.push(row);
                 break 'rows;
             }
-            let results = match outcome.report {
-                Some(r) => Ok(r.results),
-                None => Err(outcome
-                    .error
-                    .unwrap_or_else(|| "the run ended without verdicts".into())),
+            let (results, phases) = match outcome.report {
+                Some(r) => (Ok(r.results), r.phases),
+                None => (
+                    Err(outcome
+                        .error
+                        .unwrap_or_else(|| "the run ended without verdicts".into())),
+                    Vec::new(),
+                ),
             };
             let run = RunResult {
                 index: i,
                 seed: s,
                 bundle,
                 results,
+                phases,
             };
             match &run.results {
                 Ok(res) => {
@@ -221,6 +227,7 @@ pub fn run(o: &Options) -> anyhow::Result<u8> {
 
     if let Some((code, why)) = interrupted {
         result.interrupted = Some(why);
+        result.wall_s = started.elapsed().as_secs_f64();
         let index = index::write_index(&dir, &result)?;
         println!("suite {}: interrupted", suite.name);
         println!("report: {}", index.display());
@@ -229,10 +236,12 @@ pub fn run(o: &Options) -> anyhow::Result<u8> {
     if let Some(g) = gate {
         result.baseline = Some(compare_with(&g, &dir, &result.rows));
     }
+    result.wall_s = started.elapsed().as_secs_f64();
     let index = index::write_index(&dir, &result)?;
     let code = result.code();
     println!();
     println!("suite {}: {}", suite.name, result.headline());
+    println!("  {}", result.time_line());
     for l in result.problem_lines() {
         println!("  {l}");
     }
@@ -383,6 +392,7 @@ mod tests {
                     seed: 7 + i as u64,
                     bundle: b.to_string(),
                     results: results.clone(),
+                    phases: Vec::new(),
                 })
                 .collect(),
         }]
@@ -404,6 +414,7 @@ mod tests {
             rows,
             baseline: None,
             interrupted: None,
+            wall_s: 0.0,
         }
     }
 

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use chaos_engine::runner::RunReport;
+use chaos_engine::runner::{PhaseTime, RunReport};
 use chaos_model::{Evidence, History, Profile, Scenario};
 
 use super::{RunFacts, html, junit_document, junit_suite, summary_md, verdicts_json};
@@ -25,6 +25,9 @@ pub struct Bundle {
 pub struct Recorded {
     pub setup_s: f64,
     pub workload_s: f64,
+    /// Absent from bundles recorded before runs timed their phases.
+    #[serde(default)]
+    pub phases: Vec<PhaseTime>,
     pub reproduce: String,
 }
 
@@ -83,6 +86,14 @@ impl Bundle {
                     r.workload_s
                 ));
             }
+            if let Some(p) = r.phases.iter().find(|p| !seconds(p.s)) {
+                return Err(format!(
+                    "{}: phase {} must take seconds (0 to 1e9), found {}",
+                    path("verdicts.json"),
+                    p.phase,
+                    p.s
+                ));
+            }
             Some(r)
         } else {
             None
@@ -101,10 +112,10 @@ impl Bundle {
     /// timings the run recorded.
     pub fn recheck(&self) -> RunReport {
         let results = chaos_check::check_all(&self.scenario, &self.history, &self.evidence);
-        let (setup_s, workload_s) = self
-            .recorded
-            .as_ref()
-            .map_or((0.0, 0.0), |r| (r.setup_s, r.workload_s));
+        let (setup_s, workload_s, phases) =
+            self.recorded.as_ref().map_or((0.0, 0.0, Vec::new()), |r| {
+                (r.setup_s, r.workload_s, r.phases.clone())
+            });
         RunReport {
             bundle: self.dir.clone(),
             run_id: String::new(),
@@ -112,6 +123,7 @@ impl Bundle {
             counts: counts(&self.history),
             setup_s,
             workload_s,
+            phases,
         }
     }
 
@@ -191,6 +203,20 @@ mod tests {
         );
         assert_eq!(as_run("name = \"x\"\n"), None);
         assert_eq!(as_run("# as run: profile = \"sturdy\", seed = 1\n"), None);
+    }
+
+    #[test]
+    fn a_bundle_recorded_before_phases_were_timed_reads_with_none() {
+        let old: Recorded = serde_json::from_str(
+            r#"{"setup_s": 5.5, "workload_s": 20.0, "reproduce": "chaos run f.toml --seed 1 --profile naive"}"#,
+        )
+        .expect("an old verdicts.json still reads");
+        assert!(old.phases.is_empty());
+        let new: Recorded = serde_json::from_str(
+            r#"{"setup_s": 5.5, "workload_s": 20.0, "phases": [{"phase": "up", "s": 5.5}], "reproduce": "x"}"#,
+        )
+        .expect("reads");
+        assert_eq!(new.phases[0].phase, "up");
     }
 
     #[test]

@@ -48,11 +48,12 @@ pub fn report_html(
     );
     let _ = write!(
         h,
-        "<h1>{} <span class=\"badge b-{v}\">{v}</span></h1>\n<p class=\"facts\">seed {} · {invoked} ops (ok {ok}, fail {fail}, info {info}) · environment up in {:.1}s · workload {:.1}s<br>reproduce: <code>{}</code></p>\n",
+        "<h1>{} <span class=\"badge b-{v}\">{v}</span></h1>\n<p class=\"facts\">seed {} · {invoked} ops (ok {ok}, fail {fail}, info {info}) · environment up in {:.1}s · workload {:.1}s{}<br>reproduce: <code>{}</code></p>\n",
         esc(&title),
         f.seed,
         super::to_ms(r.setup_s),
         super::to_ms(r.workload_s),
+        super::phases_line(r).map_or(String::new(), |l| format!("<br>{}", esc(&l))),
         esc(f.reproduce),
         v = overall.name(),
     );

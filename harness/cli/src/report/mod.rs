@@ -35,6 +35,7 @@ pub fn verdicts_json(f: &RunFacts<'_>, r: &RunReport) -> String {
         "ops": { "invoked": invoked, "ok": ok, "fail": fail, "info": info },
         "setup_s": to_ms(r.setup_s),
         "workload_s": to_ms(r.workload_s),
+        "phases": r.phases.iter().map(|p| json!({ "phase": p.phase, "s": to_ms(p.s) })).collect::<Vec<_>>(),
         "reproduce": f.reproduce,
     });
     serde_json::to_string_pretty(&doc).expect("verdicts serialise") + "\n"
@@ -56,6 +57,9 @@ pub fn summary_md(f: &RunFacts<'_>, r: &RunReport) -> String {
         to_ms(r.setup_s),
         to_ms(r.workload_s)
     );
+    if let Some(line) = phases_line(r) {
+        s += &format!("{line}\n\n");
+    }
     s += "| invariant | verdict | evidence |\n|---|---|---|\n";
     for c in &r.results {
         s += &format!(
@@ -67,6 +71,20 @@ pub fn summary_md(f: &RunFacts<'_>, r: &RunReport) -> String {
     }
     s += &format!("\nreproduce: `{}`\n", f.reproduce);
     s
+}
+
+/// Where the run's time went, phase by phase: `phases: up 5.6s · workload 20.0s · ...`;
+/// `None` for a bundle recorded before runs timed their phases.
+pub fn phases_line(r: &RunReport) -> Option<String> {
+    if r.phases.is_empty() {
+        return None;
+    }
+    let parts: Vec<String> = r
+        .phases
+        .iter()
+        .map(|p| format!("{} {:.1}s", p.phase, to_ms(p.s)))
+        .collect();
+    Some(format!("phases: {}", parts.join(" · ")))
 }
 
 fn verdict_cell(v: &Verdict) -> String {

@@ -219,7 +219,7 @@ pub async fn rabbitmq_cold_start(run_id: &str) -> Result<f64, EngineError> {
     let run = RunDir::create(run_id)?;
     let spec = rabbitmq::RabbitSpec::new(&run, free_port()?)?;
     let t = std::time::Instant::now();
-    let mut procs = spec.start(&run).await?;
+    let mut procs = spec.start_cold(&run).await?;
     let took = t.elapsed().as_secs_f64();
     procs.broker.kill().await;
     procs.epmd.kill().await;

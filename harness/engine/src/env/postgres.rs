@@ -8,7 +8,7 @@ use tokio::process::Command;
 
 use super::process::{ChildProcess, drop_root};
 use super::ready::wait_ready;
-use super::rundir::RunDir;
+use super::rundir::{RunDir, copy_dir};
 use crate::error::EngineError;
 
 pub(crate) const PG_USER: &str = "chaos";
@@ -174,22 +174,4 @@ async fn template_dir(bin: &Path, run: &RunDir) -> Result<PathBuf, EngineError> 
             source: e,
         }),
     }
-}
-
-async fn copy_dir(from: &Path, to: &Path) -> Result<(), EngineError> {
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .await
-        .map_err(EngineError::io("run cp"))?;
-    if !status.success() {
-        return Err(EngineError::Other(format!(
-            "cp -a {} {} failed",
-            from.display(),
-            to.display()
-        )));
-    }
-    Ok(())
 }

@@ -1,5 +1,6 @@
-//! RabbitMQ from Debian's `rabbitmq-server`, as a child with its own node name, ports, data
-//! and log directories, and its own `epmd` on a private port (so nothing outlives the run).
+//! RabbitMQ from Debian's `rabbitmq-server`, as a child with its own ports, data and log
+//! directories, and its own `epmd` on a private port (so nothing outlives the run); its node
+//! directory copied from a cached template that one cold boot initialised.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,11 +12,19 @@ use tokio::process::Command;
 use super::ports::free_port;
 use super::process::{ChildProcess, drop_root};
 use super::ready::wait_ready;
-use super::rundir::RunDir;
+use super::rundir::{RunDir, copy_dir};
 use crate::error::EngineError;
 
 const SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
 const CTL: &str = "/usr/lib/rabbitmq/bin/rabbitmqctl";
+/// One name for every run's node: each registers with an epmd of its own on a private port,
+/// so two runs' nodes never meet, and one template serves every run (Mnesia's schema names
+/// its node, so a node directory is valid only under the name it was made with).
+const NODE: &str = "chaos@localhost";
+/// How long a template's broker may take to stop cleanly before the template is abandoned.
+const TEMPLATE_STOP: Duration = Duration::from_secs(30);
+/// The file that makes a cached template directory a whole template.
+const TEMPLATE_MARK: &str = "complete";
 
 pub(crate) struct RabbitSpec {
     pub port: u16,
@@ -24,6 +33,9 @@ pub(crate) struct RabbitSpec {
     dir: PathBuf,
     node: String,
     run_id: String,
+    /// Appended to its logs' names: `rabbitmq.log` and `epmd.log` for a run's node,
+    /// `rabbitmq-template.log` for the one that makes the template.
+    label: &'static str,
 }
 
 /// A RabbitMQ node: the broker and the epmd it registers with.
@@ -39,29 +51,49 @@ impl RabbitSpec {
                 "rabbitmq-server (apt-get install rabbitmq-server)".into(),
             ));
         }
-        let dir = run.sub("rabbitmq")?;
-        // The scenario's name leads; the tail (profile, seed, pid, run number) keeps two runs
-        // of one suite apart.
-        let alnum: Vec<char> = run.id.chars().filter(char::is_ascii_alphanumeric).collect();
-        let short: String = if alnum.len() <= 32 {
-            alnum.iter().collect()
-        } else {
-            alnum[..12]
-                .iter()
-                .chain(&alnum[alnum.len() - 20..])
-                .collect()
-        };
+        RabbitSpec::in_dir(run.sub("rabbitmq")?, port, &run.id, "")
+    }
+
+    fn in_dir(
+        dir: PathBuf,
+        port: u16,
+        run_id: &str,
+        label: &'static str,
+    ) -> Result<RabbitSpec, EngineError> {
         Ok(RabbitSpec {
             port,
             dist_port: free_port()?,
             epmd_port: free_port()?,
             dir,
-            node: format!("chaos{short}@localhost"),
-            run_id: run.id.clone(),
+            node: NODE.to_string(),
+            run_id: run_id.to_string(),
+            label,
         })
     }
 
+    /// The node's epmd, then the broker on a copy of the cached template's node directory
+    /// (made by one cold boot on first use): a node that finds its database initialised
+    /// skips the first boot's schema creation and seeding. The template is an optimisation:
+    /// when it cannot be made or copied, the node boots cold, and the log says why.
     pub async fn start(&self, run: &RunDir) -> Result<RabbitProcs, EngineError> {
+        let copied = match template_dir(run).await {
+            Ok(template) => copy_dir(&template.join("mnesia"), &self.dir.join("mnesia")).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = copied {
+            tracing::warn!("RabbitMQ boots cold: no template node directory ({e})");
+            let _ = std::fs::remove_dir_all(self.dir.join("mnesia"));
+        }
+        self.boot(run).await
+    }
+
+    /// A cold boot from an empty node directory: the environment benchmark's floor.
+    pub async fn start_cold(&self, run: &RunDir) -> Result<RabbitProcs, EngineError> {
+        self.boot(run).await
+    }
+
+    /// The node's epmd, then the broker on whatever node directory it has.
+    async fn boot(&self, run: &RunDir) -> Result<RabbitProcs, EngineError> {
         let mut epmd_cmd = Command::new("epmd");
         epmd_cmd.args([
             "-port",
@@ -69,7 +101,8 @@ impl RabbitSpec {
             "-address",
             "127.0.0.1",
         ]);
-        let epmd = ChildProcess::spawn("epmd", epmd_cmd, &run.id, &run.log("epmd"), false)?;
+        let log = run.log(&format!("epmd{}", self.label));
+        let epmd = ChildProcess::spawn("epmd", epmd_cmd, &run.id, &log, false)?;
         let broker = self.start_broker(run).await?;
         Ok(RabbitProcs { broker, epmd })
     }
@@ -90,8 +123,8 @@ impl RabbitSpec {
             .env("RABBITMQ_CONFIG_FILE", d("rabbitmq"))
             .env("RABBITMQ_PID_FILE", d("pid"));
         drop_root(&mut cmd, "rabbitmq", &self.dir)?;
-        let mut broker =
-            ChildProcess::spawn("rabbitmq", cmd, &run.id, &run.log("rabbitmq"), false)?;
+        let log = run.log(&format!("rabbitmq{}", self.label));
+        let mut broker = ChildProcess::spawn("rabbitmq", cmd, &run.id, &log, false)?;
         let port = self.port;
         wait_ready(&mut broker, Duration::from_secs(60), || amqp_greeting(port)).await?;
         Ok(broker)
@@ -151,6 +184,91 @@ impl RabbitSpec {
             .split_whitespace()
             .filter_map(|n| n.parse::<u64>().ok())
             .sum())
+    }
+}
+
+/// The cached template: `$TMPDIR/chaos/rabbitmq-template-<server>-otp<version>/mnesia`, the
+/// node directory of a broker that booted once from nothing and stopped cleanly. Built in the
+/// run's own directory and renamed into place, so concurrent runs never see half of one.
+async fn template_dir(run: &RunDir) -> Result<PathBuf, EngineError> {
+    let server = std::fs::canonicalize(SERVER)
+        .ok()
+        .and_then(|p| {
+            Some(
+                p.parent()?
+                    .parent()?
+                    .file_name()?
+                    .to_string_lossy()
+                    .into_owned(),
+            )
+        })
+        .unwrap_or_else(|| "rabbitmq".into());
+    let otp = std::fs::read_dir("/usr/lib/erlang/releases")
+        .ok()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("OTP_VERSION")).ok())
+        .map(|v| v.trim().to_string())
+        .max()
+        .unwrap_or_default();
+    let cache = std::env::temp_dir()
+        .join("chaos")
+        .join(format!("rabbitmq-template-{server}-otp{otp}"));
+    // Written last, inside the template before it is renamed into place: a cache without it
+    // is no template (a tmp cleaner's leftovers, an older layout) and is replaced.
+    let complete = cache.join(TEMPLATE_MARK);
+    if complete.is_file() {
+        return Ok(cache);
+    }
+    if cache.exists() {
+        let _ = std::fs::remove_dir_all(&cache);
+    }
+    let staging = run.sub("rabbitmq-template")?;
+    let spec = RabbitSpec::in_dir(staging.join("node"), free_port()?, &run.id, "-template")?;
+    std::fs::create_dir_all(&spec.dir).map_err(EngineError::io("create template node dir"))?;
+    let mut procs = spec.boot(run).await?;
+    // SIGTERM to the server script: it asks the node to stop, which syncs its database.
+    procs
+        .broker
+        .signal_leader(nix::sys::signal::Signal::SIGTERM)?;
+    let clean = procs.broker.wait_exit(TEMPLATE_STOP).await;
+    let stopped = if clean {
+        Ok(())
+    } else {
+        Err(super::ready::start_error(
+            &procs.broker,
+            format!("the template's broker did not stop within {TEMPLATE_STOP:?} of SIGTERM"),
+        ))
+    };
+    procs.broker.kill().await;
+    procs.epmd.kill().await;
+    stopped?;
+    // The script exits 0 however the node ended: a node that stopped cleanly left its
+    // schema and the record of the nodes running at its shutdown.
+    let node_dir = spec.dir.join("mnesia").join(NODE);
+    for f in ["schema.DAT", "nodes_running_at_shutdown"] {
+        if !node_dir.join(f).is_file() {
+            return Err(EngineError::Other(format!(
+                "the template's broker stopped without writing {f}: not installed as a template"
+            )));
+        }
+    }
+    let made = staging.join("template");
+    std::fs::create_dir_all(&made).map_err(EngineError::io("create template dir"))?;
+    std::fs::rename(spec.dir.join("mnesia"), made.join("mnesia"))
+        .map_err(EngineError::io("move the template's node directory"))?;
+    std::fs::write(made.join(TEMPLATE_MARK), format!("{server} otp{otp}\n"))
+        .map_err(EngineError::io("mark the template complete"))?;
+    std::fs::create_dir_all(cache.parent().expect("the cache has a parent"))
+        .map_err(EngineError::io("create the template cache"))?;
+    match std::fs::rename(&made, &cache) {
+        Ok(()) => Ok(cache),
+        // Another run won the race; its template is as good as ours.
+        Err(_) if complete.is_file() => Ok(cache),
+        Err(e) => Err(EngineError::Io {
+            what: format!("install {}", cache.display()),
+            source: e,
+        }),
     }
 }
 

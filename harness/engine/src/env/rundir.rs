@@ -96,3 +96,22 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
     let rest = &stat[stat.rfind(')')? + 2..];
     rest.split(' ').nth(19)?.parse().ok()
 }
+
+/// `cp -a FROM TO`: a cached template copied into a run, owners and modes kept.
+pub(crate) async fn copy_dir(from: &Path, to: &Path) -> Result<(), EngineError> {
+    let status = tokio::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .await
+        .map_err(EngineError::io("run cp"))?;
+    if !status.success() {
+        return Err(EngineError::Other(format!(
+            "cp -a {} {} failed",
+            from.display(),
+            to.display()
+        )));
+    }
+    Ok(())
+}

@@ -10,6 +10,6 @@ mod schedule;
 
 pub use evidence::collect_evidence;
 pub use progress::{Progress, ProgressFn};
-pub use run::{RunReport, RunSpec, run};
+pub use run::{PhaseTime, RunReport, RunSpec, run};
 pub use sample::gauges;
 pub use schedule::{Applied, Stamp};

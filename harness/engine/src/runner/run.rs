@@ -50,6 +50,56 @@ pub struct RunReport {
     pub counts: [u64; 4],
     pub setup_s: f64,
     pub workload_s: f64,
+    /// Wall time of each phase in order (up, workload, quiesce, collect, check, down), so
+    /// the report shows where a run's time went.
+    pub phases: Vec<PhaseTime>,
+}
+
+/// How long one phase of a run took, in seconds.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PhaseTime {
+    pub phase: String,
+    pub s: f64,
+}
+
+/// Announces each phase and times it: a phase ends when the next begins.
+struct PhaseClock {
+    progress: ProgressFn,
+    current: Option<(&'static str, std::time::Instant)>,
+    done: Vec<PhaseTime>,
+}
+
+impl PhaseClock {
+    fn new(progress: &ProgressFn) -> PhaseClock {
+        PhaseClock {
+            progress: Arc::clone(progress),
+            current: None,
+            done: Vec::new(),
+        }
+    }
+
+    /// Close the phase under way and begin `phase`. The progress phase `steady` (the
+    /// workload with its faults, heal and recovery) is recorded as `workload`.
+    fn enter(&mut self, phase: &'static str) {
+        self.close();
+        enter(&self.progress, phase);
+        let recorded = if phase == "steady" { "workload" } else { phase };
+        self.current = Some((recorded, std::time::Instant::now()));
+    }
+
+    fn close(&mut self) {
+        if let Some((phase, t0)) = self.current.take() {
+            self.done.push(PhaseTime {
+                phase: phase.to_string(),
+                s: t0.elapsed().as_secs_f64(),
+            });
+        }
+    }
+
+    fn finish(mut self) -> Vec<PhaseTime> {
+        self.close();
+        self.done
+    }
 }
 
 /// Aborts a task when dropped: a run that is cancelled (its global timeout, Ctrl-C inside a
@@ -81,7 +131,7 @@ pub async fn run(spec: RunSpec, progress: ProgressFn) -> Result<RunReport, Engin
     )?;
 
     // Unique within the process: a suite's rows (the same scenario and seed on two
-    // profiles, or again on a later seed) never share a run directory or a broker node name,
+    // profiles, or again on a later seed) never share a run directory,
     // even when an earlier row's processes are still dying after its timeout.
     static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
@@ -93,7 +143,8 @@ pub async fn run(spec: RunSpec, progress: ProgressFn) -> Result<RunReport, Engin
         std::process::id()
     );
     let started = std::time::Instant::now();
-    enter(&progress, "up");
+    let mut phases = PhaseClock::new(&progress);
+    phases.enter("up");
     let env_cfg = EnvConfig {
         run_id: run_id.clone(),
         profile: s.profile,
@@ -132,7 +183,7 @@ pub async fn run(spec: RunSpec, progress: ProgressFn) -> Result<RunReport, Engin
     let counters = rec.counters();
     let client = TargetClient::new(env.endpoints().target.clone(), s.workload.op_timeout.0);
     let ops = plan(spec.seed, &s.workload);
-    enter(&progress, "steady");
+    phases.enter("steady");
     let mut driver = tokio::spawn(drive(ops, client, rec.clone(), s.workload.clone()));
     let _driver_guard = AbortOnDrop(driver.abort_handle());
     let samples = Arc::new(Mutex::new(Vec::new()));
@@ -172,7 +223,7 @@ pub async fn run(spec: RunSpec, progress: ProgressFn) -> Result<RunReport, Engin
     }
     let workload_s = clock.now_us() as f64 / 1e6;
 
-    enter(&progress, "quiesce");
+    phases.enter("quiesce");
     let drained = drain::drain(&env, s.phases.quiesce.0, s.phases.idle.0, &note).await;
     progress(Progress::Note(if drained.drained {
         format!("drained after {} ms", drained.waited_ms)
@@ -183,7 +234,7 @@ pub async fn run(spec: RunSpec, progress: ProgressFn) -> Result<RunReport, Engin
         )
     }));
 
-    enter(&progress, "collect");
+    phases.enter("collect");
     drop(_sampler_guard);
     let mut evidence = collect_evidence(env.endpoints()).await;
     evidence.run_started_unix_ms = Some(clock.unix_ms0());
@@ -217,14 +268,14 @@ pub async fn run(spec: RunSpec, progress: ProgressFn) -> Result<RunReport, Engin
     drop(rec);
     writer.finish().await?;
 
-    enter(&progress, "check");
+    phases.enter("check");
     let text = std::fs::read_to_string(out.join("history.jsonl"))
         .map_err(EngineError::io("read history.jsonl"))?;
     let history = History::from_jsonl(&text)
         .unwrap_or_else(|e| panic!("the recorder wrote a history it cannot read back: {e}"));
     let results = chaos_check::check_all(s, &history, &evidence);
 
-    enter(&progress, "down");
+    phases.enter("down");
     drop(faults);
     let env = Arc::into_inner(env).expect("every fault task is done: the run owns its environment");
     env.shutdown().await;
@@ -235,6 +286,7 @@ pub async fn run(spec: RunSpec, progress: ProgressFn) -> Result<RunReport, Engin
         counts,
         setup_s,
         workload_s,
+        phases: phases.finish(),
     })
 }
 
