@@ -31,7 +31,6 @@ pub(crate) struct RabbitSpec {
     dist_port: u16,
     epmd_port: u16,
     dir: PathBuf,
-    node: String,
     run_id: String,
     /// Appended to its logs' names: `rabbitmq.log` and `epmd.log` for a run's node,
     /// `rabbitmq-template.log` for the one that makes the template.
@@ -65,7 +64,6 @@ impl RabbitSpec {
             dist_port: free_port()?,
             epmd_port: free_port()?,
             dir,
-            node: NODE.to_string(),
             run_id: run_id.to_string(),
             label,
         })
@@ -141,7 +139,7 @@ impl RabbitSpec {
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .env("HOME", &self.dir)
             .env("LANG", "C.UTF-8")
-            .env("RABBITMQ_NODENAME", &self.node)
+            .env("RABBITMQ_NODENAME", NODE)
             .env("ERL_EPMD_PORT", self.epmd_port.to_string());
         cmd
     }
@@ -156,7 +154,7 @@ impl RabbitSpec {
         cmd.env(super::process::RUN_ID_ENV, &self.run_id)
             .args([
                 "-n",
-                &self.node,
+                NODE,
                 "-q",
                 "list_queues",
                 "messages_ready",
