@@ -60,9 +60,9 @@ test-e2e: build
 test-docker: build images
     cargo nextest run --workspace --profile docker
 
-# Benchmarks (release build): the proxy's overhead (as is, and every thread on one CPU), every checker on a 1M-op history, then environment start local vs docker
+# Benchmarks (release build), each against a peer or floor in the same run: the proxy (as is, and every thread on one CPU), the driver against wrk, every checker on a 1M-op history, environment start; then one report in reports/bench/<date>.md
 bench:
-    cargo bench -p chaos-engine --bench proxy && CHAOS_BENCH_PIN=0 cargo bench -p chaos-engine --bench proxy && cargo bench -p chaos-check --bench checkers && cargo build --workspace --bins && CHAOS_BIN_DIR="${CARGO_TARGET_DIR:-$PWD/target}/debug" cargo bench --profile dev -p chaos-engine --bench envstart
+    scripts/bench.sh
 
 # Benchmark of MediConnect itself (release build): capacity, p99 at 200 bookings/s, slots at 1M rows
 bench-target:

@@ -145,6 +145,21 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Join the figures the benchmarks of `just bench` left in reports/bench/parts/ into one
+    /// report: reports/bench/<date>.md and .json (every figure beside its peer or floor, the
+    /// ratio and its goal), a plot of the proxy's latency distributions, and the latest
+    /// table in reports/README.md.
+    BenchReport {
+        /// Where the benchmarks left their parts.
+        #[arg(long, default_value = "reports/bench/parts")]
+        parts: PathBuf,
+        /// Where the dated report goes.
+        #[arg(long, default_value = "reports/bench")]
+        out: PathBuf,
+        /// The file whose `bench:begin` ... `bench:end` section keeps the latest table.
+        #[arg(long, default_value = "reports/README.md")]
+        readme: PathBuf,
+    },
     /// Run only the toxic proxy server, speaking the Toxiproxy HTTP API.
     Proxy {
         /// Address of the HTTP API.

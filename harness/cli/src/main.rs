@@ -18,6 +18,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// glibc's malloc was a fifth of the workload driver's CPU at high rates (`benches/driver.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = match args::Cli::try_parse() {
         Ok(cli) => cli,

@@ -11,6 +11,7 @@ pub mod fault;
 pub mod history;
 pub mod proxy;
 pub mod runner;
+mod timer;
 pub mod workload;
 
 pub use error::EngineError;

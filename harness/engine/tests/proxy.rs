@@ -46,11 +46,16 @@ fn pattern(n: usize) -> Vec<u8> {
 
 /// Write `data` and read back as many bytes, concurrently.
 async fn echo_through(listen: &str, data: &[u8]) -> Vec<u8> {
+    echo_in_writes_of(listen, data, 7_919).await
+}
+
+/// Send `data` through the proxy in writes of `size` bytes and read back what returns.
+async fn echo_in_writes_of(listen: &str, data: &[u8], size: usize) -> Vec<u8> {
     let s = TcpStream::connect(listen).await.unwrap();
     let (mut r, mut w) = s.into_split();
     let to_send = data.to_vec();
     let writer = tokio::spawn(async move {
-        for chunk in to_send.chunks(7_919) {
+        for chunk in to_send.chunks(size) {
             w.write_all(chunk).await.unwrap();
         }
         w
@@ -167,6 +172,38 @@ async fn toxic_churn_under_traffic_never_loses_duplicates_or_reorders_a_byte() {
     let got = echo_through(&listen, &data).await;
     churn.await.unwrap();
     assert!(got == data, "bytes changed under toxic churn");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_spliced_while_toxics_come_and_go_keeps_every_byte_in_order() {
+    // Writes of 256 KiB fill the proxy's read buffer, so bytes move by splice(2) through
+    // its pipes; toxics on both streams come and go meanwhile, handing over between
+    // splicing and the toxic writer with bytes held in the pipe.
+    let (_server, client, listen) = proxy_to(&echo_server().await).await;
+    let data = pattern(48 << 20);
+    let churn = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            for i in 0..40u64 {
+                let stream = if i % 2 == 0 { "upstream" } else { "downstream" };
+                let name = format!("b{i}");
+                client
+                    .add_toxic(
+                        "p",
+                        json!({ "name": name, "type": "latency", "stream": stream,
+                                "attributes": { "latency": 0 } }),
+                    )
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                client.remove_toxic("p", &name).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let got = echo_in_writes_of(&listen, &data, 256 << 10).await;
+    churn.await.unwrap();
+    assert!(got == data, "bulk bytes changed under toxic churn");
 }
 
 #[tokio::test]

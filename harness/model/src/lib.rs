@@ -3,6 +3,7 @@
 //! Architecture invariant: this crate does no IO and depends on no async runtime. Everything
 //! here is a plain value that can be built by hand in a test, serialised, and read back.
 
+pub mod bench;
 pub mod calendar;
 mod duration;
 mod evidence;

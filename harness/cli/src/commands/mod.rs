@@ -1,5 +1,6 @@
 //! The commands, one per file, and what they share: loading scenarios and running one.
 
+mod bench;
 mod down;
 mod images;
 mod proxy;
@@ -60,6 +61,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             images: images_policy(no_image_build),
         }),
         Command::Proxy { api, seed } => proxy::run(&api, seed),
+        Command::BenchReport { parts, out, readme } => bench::run(&parts, &out, &readme),
         Command::Up {
             file,
             profile,

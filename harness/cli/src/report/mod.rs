@@ -2,6 +2,7 @@
 //! for a pull-request comment), `junit.xml` for CI, `report.html` (in `html`) to look at,
 //! and the lines printed at the end of a run.
 
+pub mod bench;
 pub mod bundle;
 pub mod compare;
 pub mod html;

@@ -245,8 +245,7 @@ async fn connection(
         };
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
-    let end: EndSignal = watch::Sender::new(None);
-    let mut ended = end.subscribe();
+    let end = EndSignal::default();
     let how = {
         let (client_r, client_w) = client.split();
         let (server_r, server_w) = server.split();
@@ -272,7 +271,7 @@ async fn connection(
         };
         tokio::select! {
             _ = pumps => None,
-            how = ended.wait_for(Option::is_some) => how.ok().and_then(|h| *h),
+            how = end.ended() => Some(how),
         }
     };
     if how == Some(End::Reset) {

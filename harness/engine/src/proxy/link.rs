@@ -10,13 +10,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use chaos_model::Stream;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use nix::fcntl::{OFlag, SpliceFFlags};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
@@ -30,6 +31,9 @@ use super::toxic::{Toxic, ToxicKind};
 /// backpressure to the sender when a toxic holds data back.
 const CHANNEL_CHUNKS: usize = 64;
 const READ_BUFFER: usize = 32 * 1024;
+/// With no toxic, a read of less than this moves through user space (read and write cost
+/// less than two splices for small messages); a read that fills it starts splicing.
+const DIRECT_BUFFER: usize = 16 * 1024;
 /// Capacity asked of each link's splice pipe.
 const PIPE_BYTES: i32 = 1 << 20;
 
@@ -44,8 +48,49 @@ pub(crate) enum End {
     Reset,
 }
 
-/// Shared by both directions of a connection: the first `End` wins.
-pub(crate) type EndSignal = watch::Sender<Option<End>>;
+/// Shared by both directions of a connection: the first `End` wins and wakes the connection's
+/// task. An atomic and an atomic waker, not a channel: the connection polls it at every
+/// wake-up, and a channel's wait takes a lock each time.
+#[derive(Default)]
+pub(crate) struct EndSignal {
+    /// 0: not ended; 1: close; 2: reset.
+    how: AtomicU8,
+    waker: futures_util::task::AtomicWaker,
+}
+
+impl EndSignal {
+    /// End the connection `how`, unless it was ended already.
+    pub(crate) fn set(&self, how: End) {
+        let v = match how {
+            End::Close => 1,
+            End::Reset => 2,
+        };
+        let _ = self
+            .how
+            .compare_exchange(0, v, Ordering::AcqRel, Ordering::Acquire);
+        self.waker.wake();
+    }
+
+    fn get(&self) -> Option<End> {
+        match self.how.load(Ordering::Acquire) {
+            1 => Some(End::Close),
+            2 => Some(End::Reset),
+            _ => None,
+        }
+    }
+
+    /// Wait until the connection is ended, and say how.
+    pub(crate) async fn ended(&self) -> End {
+        std::future::poll_fn(|cx| {
+            if let Some(how) = self.get() {
+                return Poll::Ready(how);
+            }
+            self.waker.register(cx.waker());
+            self.get().map_or(Poll::Pending, Poll::Ready)
+        })
+        .await
+    }
+}
 
 struct Chunk {
     data: Vec<u8>,
@@ -65,9 +110,10 @@ enum Outcome {
 /// Pump bytes from `from` to `to` until `from` ends, then close `to`'s write side (a half
 /// close, so the other direction can finish), or until a toxic ends the connection.
 ///
-/// With no toxic in force on this direction the bytes move by `splice(2)` through a pipe,
-/// never entering user space; with toxics they move as time-stamped chunks through the
-/// toxic writer. The switch happens between whole transfers, so no byte is lost or repeated.
+/// With no toxic in force on this direction small reads are written on at once and bulk
+/// moves by `splice(2)` through a pipe, never entering user space; with toxics the bytes move
+/// as time-stamped chunks through the toxic writer. The switch happens between whole
+/// transfers, so no byte is lost or repeated.
 pub(crate) async fn pump(
     mut from: tcp::ReadHalf<'_>,
     to: tcp::WriteHalf<'_>,
@@ -94,9 +140,12 @@ pub(crate) async fn pump(
         // A larger pipe moves more per splice; the default 64 KiB costs many syscalls.
         let _ = nix::fcntl::fcntl(w, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_BYTES));
     }
+    let mut direct_buf = vec![0u8; DIRECT_BUFFER];
     loop {
         let outcome = match &pipe {
-            Some(pipe) if w.active().is_empty() => splice_mode(&mut from, &mut w, pipe).await,
+            Some(pipe) if w.active().is_empty() => {
+                direct_mode(&mut from, &mut w, pipe, &mut direct_buf).await
+            }
             _ => chunk_mode(&mut from, &mut w, pipe.is_some()).await,
         };
         if outcome == Outcome::Done {
@@ -105,68 +154,186 @@ pub(crate) async fn pump(
     }
 }
 
-/// Move bytes with splice(2) until the source closes or a toxic appears for this direction.
-/// Reading into the pipe and writing out of it overlap, so both sockets stay busy. Returns
-/// only with the pipe empty.
-async fn splice_mode(
+/// With no toxic in force on this direction: a read that comes back small is written on at
+/// once from a buffer (read and write cost less than two splices for small messages); once a
+/// read fills the buffer (bulk), bytes move by splice(2) through a pipe, never entering user
+/// space, until a read comes back small again. Reading into the pipe and writing out of it
+/// overlap, so both sockets stay busy. A change of the toxic set hands over to `pump` once
+/// nothing is held, which looks again at what applies. Returns only with nothing held.
+///
+/// One hand-written poll loop, as tokio's own copy is: the sockets' readiness is polled in
+/// place (no readiness future made and dropped per wake-up), and the toxic set's version is
+/// an atomic load per turn; the wait for a change is polled only when the loop is about to
+/// sleep.
+async fn direct_mode(
     from: &mut tcp::ReadHalf<'_>,
     w: &mut Writer<'_, '_>,
     pipe: &(OwnedFd, OwnedFd),
+    buf: &mut [u8],
 ) -> Outcome {
     let flags = SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE;
     let (pipe_r, pipe_w) = pipe;
     let capacity = nix::fcntl::fcntl(pipe_w, nix::fcntl::FcntlArg::F_GETPIPE_SZ)
         .map_or(1 << 16, |n| n as usize);
+    let src: &TcpStream = from.as_ref();
+    let dst: &TcpStream = w.to.as_ref();
+    let toxics = &w.toxics;
+    let mut probe = toxics.clone();
+    let mut changed = std::pin::pin!(probe.changed());
     let mut in_pipe = 0usize;
+    // Bytes read but not yet written: buf[off..len].
+    let (mut off, mut len) = (0usize, 0usize);
+    let mut bulk = false;
+    // The last splice into the pipe found it full.
+    let mut pipe_full = false;
     let mut source_done = false;
     let mut switching = false;
-    loop {
-        if in_pipe == 0 {
-            if source_done {
-                let _ = w.to.shutdown().await;
-                return Outcome::Done;
+    let mut watching = true;
+    let would_block = |e: &std::io::Error| e.kind() == std::io::ErrorKind::WouldBlock;
+    let stop = std::future::poll_fn(|cx| {
+        loop {
+            if !switching && toxics.has_changed().unwrap_or(false) {
+                switching = true;
             }
-            if switching {
-                return Outcome::Switch;
+            let held = in_pipe > 0 || off < len;
+            if !held {
+                if source_done {
+                    return Poll::Ready(Stop::Finished);
+                }
+                if switching {
+                    return Poll::Ready(Stop::Switch);
+                }
+            }
+            let mut progressed = false;
+            if held {
+                match dst.poll_write_ready(cx) {
+                    Poll::Ready(Err(_)) => return Poll::Ready(Stop::Failed),
+                    Poll::Ready(Ok(())) => {
+                        let r = if off < len {
+                            dst.try_write(&buf[off..len])
+                        } else {
+                            dst.try_io(Interest::WRITABLE, || {
+                                nix::fcntl::splice(pipe_r, None, dst, None, in_pipe, flags)
+                                    .map_err(std::io::Error::from)
+                            })
+                        };
+                        match r {
+                            Ok(n) if off < len => {
+                                off += n;
+                                if off == len {
+                                    (off, len) = (0, 0);
+                                }
+                                progressed = true;
+                            }
+                            Ok(n) => {
+                                in_pipe -= n;
+                                progressed = true;
+                            }
+                            // Readiness is cleared: poll it again, so the waker is registered.
+                            Err(e) if would_block(&e) => progressed = true,
+                            Err(_) => return Poll::Ready(Stop::Failed),
+                        }
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            if in_pipe == 0 {
+                pipe_full = false;
+            }
+            if !source_done && !switching && !pipe_full && off == len && in_pipe < capacity {
+                match src.poll_read_ready(cx) {
+                    Poll::Ready(Err(_)) => {
+                        source_done = true;
+                        progressed = true;
+                    }
+                    Poll::Ready(Ok(())) => {
+                        let spliced = bulk || in_pipe > 0;
+                        let r = if spliced {
+                            let moved = nix::fcntl::splice(
+                                src,
+                                None,
+                                pipe_w,
+                                None,
+                                capacity - in_pipe,
+                                flags,
+                            );
+                            match moved {
+                                // With bytes in the pipe, EAGAIN may mean the pipe is full
+                                // (its slots, not its bytes): the socket may still hold data,
+                                // so its readiness stays; read again once the pipe drains.
+                                Err(nix::errno::Errno::EAGAIN) if in_pipe > 0 => {
+                                    pipe_full = true;
+                                    continue;
+                                }
+                                // The socket is empty (or failed): clear its readiness.
+                                Err(e) => {
+                                    src.try_io(Interest::READABLE, || Err(std::io::Error::from(e)))
+                                }
+                                Ok(n) => Ok(n),
+                            }
+                        } else {
+                            src.try_read(buf)
+                        };
+                        match r {
+                            Ok(0) => {
+                                source_done = true;
+                                progressed = true;
+                            }
+                            Ok(n) => {
+                                bulk = n >= buf.len();
+                                if spliced {
+                                    in_pipe += n;
+                                } else {
+                                    len = n;
+                                }
+                                progressed = true;
+                            }
+                            // Readiness is cleared: poll it again, so the waker is registered.
+                            Err(e) if would_block(&e) => progressed = true,
+                            Err(_) => {
+                                source_done = true;
+                                progressed = true;
+                            }
+                        }
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            if !progressed {
+                if watching && !switching {
+                    match changed.as_mut().poll(cx) {
+                        Poll::Ready(Ok(())) => {
+                            switching = true;
+                            continue;
+                        }
+                        // The proxy is gone; the set stands as it is.
+                        Poll::Ready(Err(_)) => watching = false,
+                        Poll::Pending => {}
+                    }
+                }
+                return Poll::Pending;
             }
         }
-        let src: &TcpStream = from.as_ref();
-        let dst: &TcpStream = w.to.as_ref();
-        let may_read = !source_done && !switching && in_pipe < capacity;
-        tokio::select! {
-            biased;
-            changed = w.toxics.changed(), if !switching => {
-                // A toxic for this direction: finish what is in the pipe, then hand over.
-                switching = changed.is_ok() && !w.active().is_empty();
-            }
-            ready = dst.writable(), if in_pipe > 0 => {
-                if ready.is_err() {
-                    return Outcome::Done;
-                }
-                match dst.try_io(Interest::WRITABLE, || {
-                    nix::fcntl::splice(pipe_r, None, dst, None, in_pipe, flags).map_err(std::io::Error::from)
-                }) {
-                    Ok(n) => in_pipe -= n,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(_) => return Outcome::Done,
-                }
-            }
-            ready = src.readable(), if may_read => {
-                if ready.is_err() {
-                    source_done = true;
-                    continue;
-                }
-                match src.try_io(Interest::READABLE, || {
-                    nix::fcntl::splice(src, None, pipe_w, None, capacity - in_pipe, flags).map_err(std::io::Error::from)
-                }) {
-                    Ok(0) => source_done = true,
-                    Ok(n) => in_pipe += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(_) => source_done = true,
-                }
-            }
+    })
+    .await;
+    match stop {
+        Stop::Finished => {
+            let _ = w.to.shutdown().await;
+            Outcome::Done
         }
+        Stop::Failed => Outcome::Done,
+        Stop::Switch => Outcome::Switch,
     }
+}
+
+/// How `direct_mode`'s loop ended.
+enum Stop {
+    /// The source closed and everything read was written: close onward.
+    Finished,
+    /// A socket failed: the direction is over.
+    Failed,
+    /// The toxic set changed and nothing is held.
+    Switch,
 }
 
 /// Run the reader and the toxic writer until the direction is done or, when splicing is
@@ -314,14 +481,14 @@ impl Writer<'_, '_> {
             tokio::select! {
                 biased;
                 () = sleep_until_opt(deadline.map(|d| d.0)), if deadline.is_some() => {
-                    self.end.send_if_modified(|e| e.is_none() && { *e = deadline.map(|d| d.1); true });
+                    self.end.set(deadline.expect("guarded").1);
                     return Outcome::Done;
                 }
                 changed = self.toxics.changed(), if watching => {
                     // The proxy is gone when this errs; the set stands as it is.
                     watching = changed.is_ok();
                 }
-                () = super::timer::sleep_until(release.map_or_else(Instant::now, |r| r.1)), if release.is_some() => {
+                () = crate::timer::sleep_until(release.map_or_else(Instant::now, |r| r.1)), if release.is_some() => {
                     let (n, _) = release.expect("guarded");
                     let c = pending.as_mut().expect("a release needs pending data");
                     if !self.write_piece(c, n, &active).await {
@@ -518,12 +685,7 @@ impl Writer<'_, '_> {
             }
         }
         if limit_reached {
-            self.end.send_if_modified(|e| {
-                e.is_none() && {
-                    *e = Some(End::Close);
-                    true
-                }
-            });
+            self.end.set(End::Close);
             return false;
         }
         true

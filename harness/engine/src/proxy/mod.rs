@@ -6,7 +6,6 @@ mod client;
 mod forward;
 mod link;
 mod registry;
-mod timer;
 mod toxic;
 
 pub use api::{ProxyServer, router};

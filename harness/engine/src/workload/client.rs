@@ -58,6 +58,9 @@ impl Request {
     }
 }
 
+/// How long an idle connection to a replica is kept for reuse.
+const POOL_IDLE: Duration = Duration::from_secs(5);
+
 #[derive(Clone)]
 pub struct TargetClient {
     http: reqwest::Client,
@@ -77,7 +80,13 @@ impl TargetClient {
             .connect_timeout(op_timeout.min(Duration::from_secs(1)))
             // A hidden retry would turn one op into two requests behind the history's back.
             .retry(reqwest::retry::never())
-            .pool_max_idle_per_host(64)
+            // As many idle connections as requests may be in flight: a smaller pool would close
+            // and reopen connections at every burst (a handshake per op, at high rates most of
+            // the driver's cost).
+            .pool_max_idle_per_host(super::driver::MAX_IN_FLIGHT)
+            // Short, so that after a fault few connections idle long enough to have gone
+            // stale, and well under a server's own keep-alive limit (hyper's is 30 s).
+            .pool_idle_timeout(POOL_IDLE)
             .build()
             .expect("reqwest client builds");
         TargetClient { http, bases }

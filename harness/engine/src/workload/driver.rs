@@ -11,7 +11,6 @@ use chaos_model::{
 };
 use serde_json::Value;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinSet;
 
 use super::calendar::NARROW_HOURS;
 use super::client::{Reply, Request, TargetClient};
@@ -22,7 +21,7 @@ use crate::history::Recorder;
 /// Requests in flight at once. Past it, new ops wait; their latency still counts from their
 /// due time, so a saturated harness shows up as latency instead of hiding it. An op waiting
 /// out a retry's backoff holds none.
-const MAX_IN_FLIGHT: usize = 4096;
+pub(crate) const MAX_IN_FLIGHT: usize = 4096;
 
 /// A session token, and the login op that got it.
 #[derive(Debug, Clone)]
@@ -58,6 +57,12 @@ struct Shared {
 }
 
 /// Run the plan of `workload` to its end and wait for every op, retries included.
+///
+/// The ops are dispatched from a thread of their own that sleeps precisely (zero timer
+/// slack) until each op is due and spawns it on the runtime: one wake-up between a due time
+/// and its request, where a task woken by a timer thread would take two, and no timer lock
+/// per op at high rates. Dropping the future (a cancelled run) aborts every op and stops the
+/// thread.
 pub async fn drive(plan: Vec<Planned>, client: TargetClient, rec: Recorder, workload: Workload) {
     let shared = Arc::new(Shared {
         replicas: client.replicas(),
@@ -68,19 +73,105 @@ pub async fn drive(plan: Vec<Planned>, client: TargetClient, rec: Recorder, work
         providers: workload.providers,
         permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
     });
-    let clock = shared.rec.clock();
-    let mut tasks = JoinSet::new();
-    for p in plan {
-        tokio::time::sleep_until(clock.at(p.due_us)).await;
-        let permit = acquire(&shared).await;
-        let s = Arc::clone(&shared);
-        tasks.spawn(async move { run_op(&s, &p, permit).await });
-        while let Some(r) = tasks.try_join_next() {
-            rethrow(r);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Dispatched>();
+    let handle = tokio::runtime::Handle::current();
+    std::thread::Builder::new()
+        .name("chaos-dispatch".into())
+        .spawn(move || {
+            // A panic here is a harness bug like one in an op's task: it goes on to the
+            // caller, never cuts the history short in silence.
+            let run = std::panic::AssertUnwindSafe(|| dispatch(plan, &shared, &handle, &tx));
+            if let Err(panic) = std::panic::catch_unwind(run) {
+                let _ = tx.send(Dispatched::Panicked(panic));
+            }
+        })
+        .expect("the dispatcher thread starts");
+    let mut running = futures_util::stream::FuturesUnordered::new();
+    let mut planning = true;
+    while planning || !running.is_empty() {
+        tokio::select! {
+            t = rx.recv(), if planning => match t {
+                Some(Dispatched::Op(t)) => running.push(t),
+                Some(Dispatched::Panicked(panic)) => std::panic::resume_unwind(panic),
+                None => planning = false,
+            },
+            Some(r) = futures_util::StreamExt::next(&mut running) => rethrow(r),
         }
     }
-    while let Some(r) = tasks.join_next().await {
-        rethrow(r);
+}
+
+/// What the dispatcher thread hands the driver.
+enum Dispatched {
+    Op(OpTask),
+    Panicked(Box<dyn std::any::Any + Send>),
+}
+
+/// The dispatcher thread's loop: each op at its due time, while the driver still listens.
+fn dispatch(
+    plan: Vec<Planned>,
+    shared: &Arc<Shared>,
+    handle: &tokio::runtime::Handle,
+    tx: &tokio::sync::mpsc::UnboundedSender<Dispatched>,
+) {
+    // Zero slack: the kernel may otherwise defer this thread's wake-ups by 50 us.
+    let _ = nix::sys::prctl::set_timerslack(1);
+    let clock = shared.rec.clock();
+    for p in plan {
+        let due = clock.at(p.due_us).into_std();
+        loop {
+            if tx.is_closed() {
+                return; // the run was cancelled
+            }
+            match due.checked_duration_since(std::time::Instant::now()) {
+                // Long waits in slices, so that a cancelled run stops this thread soon.
+                Some(wait) if !wait.is_zero() => std::thread::sleep(wait.min(CANCEL_CHECK)),
+                _ => break,
+            }
+        }
+        let permit = match Arc::clone(&shared.permits).try_acquire_owned() {
+            Ok(p) => p,
+            // Every permit is held: wait for one, or for the run to be cancelled.
+            Err(_) => match handle.block_on(async {
+                tokio::select! {
+                    p = acquire(shared) => Some(p),
+                    () = tx.closed() => None,
+                }
+            }) {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        if tx.is_closed() {
+            return;
+        }
+        let s = Arc::clone(shared);
+        let task = OpTask(handle.spawn(async move { run_op(&s, &p, permit).await }));
+        if tx.send(Dispatched::Op(task)).is_err() {
+            return;
+        }
+    }
+}
+
+/// How long the dispatcher sleeps at most before it looks whether the run was cancelled.
+const CANCEL_CHECK: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// One op's task, aborted when dropped (a cancelled run leaves no op running).
+struct OpTask(tokio::task::JoinHandle<()>);
+
+impl std::future::Future for OpTask {
+    type Output = Result<(), tokio::task::JoinError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl Drop for OpTask {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -247,7 +338,7 @@ async fn run_op(s: &Shared, p: &Planned, mut permit: OwnedSemaphorePermit) {
         // The next try is due `wait` after this answer; no permit is held meanwhile.
         drop(permit);
         due_us = done.time_us + u64::try_from(wait.as_micros()).unwrap_or(u64::MAX);
-        tokio::time::sleep_until(clock.at(due_us)).await;
+        crate::timer::sleep_until(clock.at(due_us)).await;
         permit = acquire(s).await;
         try_no += 1;
     }
@@ -629,6 +720,23 @@ mod tests {
         format!("http://{addr}")
     }
 
+    /// One client of one provider for `secs` at `rate`; the plan is given by hand.
+    fn workload(secs: u64, rate: f64, retry: Option<Retry>) -> Workload {
+        Workload {
+            duration: Dur::from_secs(secs),
+            rate,
+            rate_end: None,
+            clients: 1,
+            mix: chaos_model::Mix::default(),
+            providers: 1,
+            hot_slots: None,
+            burst: 1,
+            op_timeout: Dur::from_secs(2),
+            resubmit: 0.0,
+            retry,
+        }
+    }
+
     fn planned(index: u64, op: PlannedOp) -> Planned {
         Planned {
             index,
@@ -679,23 +787,15 @@ mod tests {
             planned(8, PlannedOp::Availability { slot: lost }),
             planned(9, PlannedOp::ScheduleChange { provider: 1 }),
         ];
-        let workload = Workload {
-            duration: Dur::from_secs(2),
-            rate: 5.0,
-            rate_end: None,
-            clients: 1,
-            mix: chaos_model::Mix::default(),
-            providers: 1,
-            hot_slots: None,
-            burst: 1,
-            op_timeout: Dur::from_secs(2),
-            resubmit: 0.0,
-            retry: Some(Retry {
+        let workload = workload(
+            2,
+            5.0,
+            Some(Retry {
                 attempts: 3,
                 backoff: Dur::from_millis(10),
                 idempotency_key: true,
             }),
-        };
+        );
         let path =
             std::env::temp_dir().join(format!("chaos-driver-test-{}.jsonl", std::process::id()));
         let (rec, writer) = Recorder::start(&path, Clock::start()).unwrap();
@@ -797,5 +897,81 @@ mod tests {
         assert_eq!(change.auth.as_deref(), Some("Bearer tok-2"));
         let forged = seen.iter().find(|s| s.path == "/api/v1/providers").unwrap();
         assert_eq!(forged.auth.as_deref(), Some("Bearer forged-41"));
+    }
+
+    /// Threads of this process named `name` (nextest runs each test in a process of its own).
+    fn threads_named(name: &str) -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|t| {
+                std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name)
+            })
+            .count()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_drive_stops_its_dispatcher_and_aborts_the_ops_in_flight() {
+        // A replica that accepts and never answers: every op sent stays in flight.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let held = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            let mut conns = Vec::new();
+            while let Ok((c, _)) = l.accept().await {
+                held.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                conns.push(c);
+            }
+        });
+        // 200 probes over 20 s with a 30 s deadline each; the drive is dropped after a few.
+        let ops: Vec<Planned> = (0..200)
+            .map(|i| Planned {
+                index: i,
+                due_us: i * 100_000,
+                process: 0,
+                trace: trace_id(42, i),
+                op: PlannedOp::Readiness,
+            })
+            .collect();
+        let mut workload = workload(20, 10.0, None);
+        workload.op_timeout = Dur::from_secs(30);
+        let path =
+            std::env::temp_dir().join(format!("chaos-driver-drop-{}.jsonl", std::process::id()));
+        let clock = Clock::start();
+        let (rec, writer) = Recorder::start(&path, clock).unwrap();
+        let client = TargetClient::new(vec![base], Duration::from_secs(30));
+        let cut = tokio::time::timeout(
+            Duration::from_millis(350),
+            drive(ops, client, rec, workload),
+        )
+        .await;
+        assert!(cut.is_err(), "the drive was cut short");
+        // The writer finishes only once every recorder is dropped: the dispatcher thread's
+        // and every op task's. Ops in flight would hold theirs for 30 s unless aborted.
+        let written = tokio::time::timeout(Duration::from_secs(2), writer.finish())
+            .await
+            .expect("a dropped drive aborts its ops and lets go of the recorder")
+            .unwrap();
+        // It has dropped its recorder; it may take a moment more to exit. (nextest runs
+        // each test in a process of its own, so no other test's dispatcher is counted.)
+        let gone = (0..200).any(|_| {
+            let n = threads_named("chaos-dispatch");
+            if n > 0 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            n == 0
+        });
+        assert!(gone, "the dispatcher thread ended");
+        let history = History::from_jsonl(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let ops = history.ops();
+        assert!(written > 0 && !ops.is_empty(), "the first probes went out");
+        assert!(ops.len() < 10, "{} probes of 200 were sent", ops.len());
+        assert!(
+            ops.iter().all(|o| o.complete_us.is_none()),
+            "no probe was answered, and none was recorded as if it had been"
+        );
+        assert!(accepted.load(std::sync::atomic::Ordering::SeqCst) <= ops.len());
     }
 }

@@ -1,7 +1,9 @@
-//! A precise timer for toxic delays. tokio's timer wheel has millisecond granularity and
-//! rounds deadlines up, which would add up to a millisecond to every latency toxic; this
+//! A precise timer for toxic delays and the due times of retries. tokio's timer wheel has
+//! millisecond granularity and rounds deadlines up, which would add up to a millisecond to
+//! every latency toxic and to a retry's measured latency (counted from its due time); this
 //! timer runs on its own thread with the kernel's timer slack set to zero, and wakes each
-//! sleeper within tens of microseconds of its deadline.
+//! sleeper within tens of microseconds of its deadline. A deadline already past costs no
+//! lock. (First tries are sent by the driver's own dispatcher thread.)
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -86,12 +88,7 @@ impl Future for PreciseSleep {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         if Instant::now() >= self.deadline {
             if let Some(id) = self.id.take() {
-                timer()
-                    .state
-                    .lock()
-                    .expect("timer lock poisoned")
-                    .wakers
-                    .remove(&id);
+                forget(id);
             }
             return Poll::Ready(());
         }
@@ -122,17 +119,22 @@ impl Future for PreciseSleep {
     }
 }
 
+/// Drop a sleeper's waker; its queue entry finds none when its time comes.
+fn forget(id: u64) {
+    timer()
+        .state
+        .lock()
+        .expect("timer lock poisoned")
+        .wakers
+        .remove(&id);
+}
+
 impl Drop for PreciseSleep {
     fn drop(&mut self) {
         if let Some(id) = self.id {
             // The queue entry stays until its time comes and finds no waker: cheap, and it
             // spares a search of the heap.
-            timer()
-                .state
-                .lock()
-                .expect("timer lock poisoned")
-                .wakers
-                .remove(&id);
+            forget(id);
         }
     }
 }
