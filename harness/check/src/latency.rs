@@ -89,10 +89,9 @@ fn quantile(sorted: &[(u64, u64)], q: f64) -> u64 {
     sorted[nearest_rank(sorted.len(), q)].0
 }
 
-/// The index of quantile `q` in a sorted, non-empty sample of `n` (nearest rank).
-pub fn nearest_rank(n: usize, q: f64) -> usize {
-    ((q * n as f64).ceil() as usize).clamp(1, n) - 1
-}
+/// Defined beside the model's other shared definitions, so that the benchmarks' reports
+/// (which cannot depend on the checkers) take percentiles the same way.
+pub use chaos_model::nearest_rank;
 
 #[cfg(test)]
 mod tests {

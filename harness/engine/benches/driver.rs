@@ -233,7 +233,7 @@ async fn driver(base: &str, rate: f64) -> (f64, Vec<f64>) {
 }
 
 fn pct(v: &[f64], q: f64) -> f64 {
-    v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1]
+    v[chaos_model::nearest_rank(v.len(), q)]
 }
 
 fn main() {

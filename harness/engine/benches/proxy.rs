@@ -109,7 +109,7 @@ fn interleaved(addrs: &[&str], n: usize) -> Vec<Vec<f64>> {
 }
 
 fn pct(v: &[f64], q: f64) -> f64 {
-    v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1]
+    v[chaos_model::nearest_rank(v.len(), q)]
 }
 
 /// CPU seconds (user + system) this process has used, from /proc/self/stat.

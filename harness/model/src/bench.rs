@@ -77,6 +77,11 @@ impl Goal {
     }
 }
 
+/// `value / peer_value`, when the peer measured something.
+fn ratio(value: f64, peer_value: f64) -> Option<f64> {
+    (peer_value != 0.0 && (value / peer_value).is_finite()).then(|| value / peer_value)
+}
+
 impl Figure {
     /// A figure beside its peer; the ratio is worked out here.
     pub fn new(
@@ -93,8 +98,7 @@ impl Figure {
             unit: unit.into(),
             peer: peer.into(),
             peer_value,
-            ratio: (peer_value != 0.0 && (value / peer_value).is_finite())
-                .then(|| value / peer_value),
+            ratio: ratio(value, peer_value),
             goal,
         }
     }
@@ -130,10 +134,7 @@ impl Distribution {
         let n = sorted.len();
         let quantiles = PLOT_QUANTILES
             .iter()
-            .map(|&q| {
-                let rank = ((q * n as f64).ceil() as usize).clamp(1, n);
-                (q, sorted[rank - 1])
-            })
+            .map(|&q| (q, sorted[crate::nearest_rank(n, q)]))
             .collect();
         Distribution {
             name: name.into(),
@@ -152,8 +153,7 @@ impl BenchPart {
             if !f.value.is_finite() || !f.peer_value.is_finite() {
                 return Some(format!("figure `{}`: a value is not a number", f.name));
             }
-            let expected = Figure::new(&f.name, f.value, "", "", f.peer_value, f.goal).ratio;
-            let same = match (f.ratio, expected) {
+            let same = match (f.ratio, ratio(f.value, f.peer_value)) {
                 (Some(a), Some(b)) => (a - b).abs() <= 1e-9 * b.abs().max(1.0),
                 (a, b) => a == b,
             };

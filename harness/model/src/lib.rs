@@ -10,6 +10,7 @@ mod evidence;
 mod fault;
 mod history;
 mod locate;
+mod rank;
 mod scenario;
 mod suite;
 mod verdict;
@@ -27,6 +28,7 @@ pub use history::{
     Completion, FaultAction, FaultEvent, History, Invoke, OP_STRIDE, Op, OpKind, Outcome,
     PART_LOGIN, PART_RESUBMIT, Record, Slot, op_id,
 };
+pub use rank::nearest_rank;
 pub use scenario::{
     AnswerBound, CallBound, DeliveryBound, EnvKind, Expect, GaugeBound, Invariants, LatencyBounds,
     Mix, Percentiles, PhaseRatios, Phases, Profile, ReadinessBound, RecoveryBound, Retry, Scenario,
