@@ -50,6 +50,50 @@ fn a_malformed_scenario_exits_3_with_file_line_and_field_and_starts_nothing() {
 }
 
 #[test]
+fn bench_report_without_trustworthy_parts_exits_3_and_writes_nothing() {
+    let dir = std::env::temp_dir().join(format!("chaos-cli-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (parts, out) = (dir.join("parts"), dir.join("out"));
+    std::fs::create_dir_all(&parts).unwrap();
+    let readme = dir.join("README.md");
+    std::fs::write(
+        &readme,
+        "<!-- bench:begin (written by `just bench`) -->\n<!-- bench:end -->\n",
+    )
+    .unwrap();
+    let args = |p: &Path| {
+        [
+            "bench-report",
+            "--parts",
+            p.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--readme",
+            readme.to_str().unwrap(),
+        ]
+        .map(str::to_string)
+    };
+    let run = |p: &Path| {
+        let a = args(p);
+        chaos(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let (code, _, err) = run(&dir.join("none"));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("run `just bench` first"), "{err}");
+    std::fs::write(parts.join("proxy.json"), "{ not json").unwrap();
+    let (code, _, err) = run(&parts);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("proxy.json: not a bench part"), "{err}");
+    assert!(!out.exists(), "nothing is written from bad input");
+    assert!(
+        std::fs::read_to_string(&readme)
+            .unwrap()
+            .ends_with("<!-- bench:end -->\n")
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn usage_errors_exit_3_and_help_exits_0() {
     assert_eq!(chaos(&["run"]).0, 3);
     assert_eq!(chaos(&["run", "x.toml", "--profile", "paranoid"]).0, 3);

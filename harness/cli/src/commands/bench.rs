@@ -11,7 +11,15 @@ pub fn run(parts: &Path, out: &Path, readme: &Path) -> anyhow::Result<u8> {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     let date = chaos_model::calendar::format_date(secs);
-    let written = bench::write(parts, out, readme, &date, &machine())?;
+    // Parts that cannot be read or trusted, or a README without its section, are bad input.
+    let inputs = match bench::inputs(parts, readme) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("chaos: {e:#}");
+            return Ok(exit::USAGE);
+        }
+    };
+    let written = bench::write(&inputs, out, readme, &date, &machine())?;
     for f in &written.files {
         println!("wrote {}", f.display());
     }

@@ -203,18 +203,20 @@ pub struct Written {
     pub goals: String,
 }
 
-/// Join the parts of `parts_dir` into `<out>/<date>.{json,md}` (and the proxy plot), and put
-/// the table between the markers of `readme`.
-pub fn write(
-    parts_dir: &Path,
-    out: &Path,
-    readme: &Path,
-    date: &str,
-    machine: &str,
-) -> anyhow::Result<Written> {
+/// What a report is made of, read and checked before anything is written: the parts, and
+/// the README whose section keeps the latest table.
+pub struct Inputs {
+    parts: Vec<BenchPart>,
+    readme_text: String,
+    /// Where the section begins and ends in `readme_text`.
+    section: (usize, usize),
+}
+
+/// Read the parts of `parts_dir` and `readme`; an error here is bad input (exit 3).
+pub fn inputs(parts_dir: &Path, readme: &Path) -> anyhow::Result<Inputs> {
     let parts = read_parts(parts_dir)?;
-    let io = |p: &Path| p.display().to_string();
-    let readme_text = std::fs::read_to_string(readme).with_context(|| io(readme))?;
+    let readme_text =
+        std::fs::read_to_string(readme).with_context(|| readme.display().to_string())?;
     let (Some(a), Some(b)) = (readme_text.find(BEGIN), readme_text.find(END)) else {
         bail!(
             "{} has no `{BEGIN}` ... `{END}` section to keep the latest table in",
@@ -226,13 +228,36 @@ pub fn write(
         "{}: `{END}` stands before `{BEGIN}`",
         readme.display()
     );
+    Ok(Inputs {
+        parts,
+        readme_text,
+        section: (a, b),
+    })
+}
+
+/// Join the parts into `<out>/<date>.{json,md}` (and the proxy plot), and put the table
+/// between the markers of `readme`.
+pub fn write(
+    inputs: &Inputs,
+    out: &Path,
+    readme: &Path,
+    date: &str,
+    machine: &str,
+) -> anyhow::Result<Written> {
+    let Inputs {
+        parts,
+        readme_text,
+        section: (a, b),
+    } = inputs;
+    let (parts, a, b) = (parts.as_slice(), *a, *b);
+    let io = |p: &Path| p.display().to_string();
     std::fs::create_dir_all(out).with_context(|| io(out))?;
     let missing: Vec<&str> = PARTS
         .iter()
         .copied()
         .filter(|k| !parts.iter().any(|p| p.bench == *k))
         .collect();
-    let goals = goals_line(&parts);
+    let goals = goals_line(parts);
     let mut files = Vec::new();
     let json_file = out.join(format!("{date}.json"));
     let doc = json!({ "date": date, "machine": machine, "missing": missing, "parts": parts });
@@ -249,20 +274,20 @@ pub fn write(
     if !missing.is_empty() {
         md += &format!("Not in this run: {}.\n\n", missing.join(", "));
     }
-    if let Some(svg) = proxy_plot(&parts) {
+    if let Some(svg) = proxy_plot(parts) {
         let svg_file = out.join(format!("{date}-proxy-latency.svg"));
         std::fs::write(&svg_file, svg).with_context(|| io(&svg_file))?;
         md += &format!("![proxy round-trip distributions]({date}-proxy-latency.svg)\n\n");
         files.push(svg_file);
     }
-    md += &table(&parts);
-    md += &distributions_table(&parts);
+    md += &table(parts);
+    md += &distributions_table(parts);
     let md_file = out.join(format!("{date}.md"));
     std::fs::write(&md_file, &md).with_context(|| io(&md_file))?;
     files.push(md_file);
     let latest = format!(
         "{BEGIN}\n\nLatest: [{date}](bench/{date}.md), {machine}; {goals}.\n\n{}{END}",
-        table(&parts)
+        table(parts)
     );
     let new_readme = format!(
         "{}{latest}{}",
@@ -309,6 +334,17 @@ fn quantile(d: &Distribution, q: f64) -> Option<f64> {
 mod tests {
     use super::*;
     use chaos_model::bench::Goal;
+
+    /// Read and write, as `chaos bench-report` does.
+    fn write(
+        parts: &Path,
+        out: &Path,
+        readme: &Path,
+        date: &str,
+        machine: &str,
+    ) -> anyhow::Result<Written> {
+        super::write(&inputs(parts, readme)?, out, readme, date, machine)
+    }
 
     /// A directory of this test's own, removed when it ends.
     struct TempDir(PathBuf);
