@@ -211,7 +211,7 @@ fn main() {
     let all = time(|| check_all(s, h, ev));
     let rate = n as f64 / all.as_secs_f64();
     println!(
-        "  {:<24} {:>8.1} ms  => {:.2}M ops/s (goal >= 1M ops/s: {})",
+        "  {:<24} {:>8.1} ms  => {:.2}M ops/s (goal >= 1M ops/s on every core: {})",
         "all (check_all)",
         all.as_secs_f64() * 1e3,
         rate / 1e6,
@@ -233,11 +233,18 @@ fn main() {
             .expect("parses")
     };
     let floor = time(read);
+    // As `chaos report` reads a bundle: the evidence on a thread beside the history.
     let judged = time(|| {
-        let h = read();
-        let ev: chaos_model::Evidence =
-            serde_json::from_str(&std::fs::read_to_string(&ev_file).expect("read evidence.json"))
-                .expect("evidence parses");
+        let (h, ev) = std::thread::scope(|scope| {
+            let ev = scope.spawn(|| {
+                serde_json::from_str::<chaos_model::Evidence>(
+                    &std::fs::read_to_string(&ev_file).expect("read evidence.json"),
+                )
+                .expect("evidence parses")
+            });
+            let h = read();
+            (h, ev.join().expect("the evidence parses"))
+        });
         check_all(s, &h, &ev)
     });
     let _ = std::fs::remove_dir_all(&dir);

@@ -61,84 +61,134 @@ pub use trace_propagates::check_trace_propagates;
 pub use waitlist_promotes_once::check_waitlist_promotes_once;
 pub use within_schedule::check_within_schedule;
 
-/// Run every invariant the scenario enables, in the scenario's report order.
+/// Run every invariant the scenario enables, in the scenario's report order. The checkers
+/// are pure functions of read-only inputs, so they run side by side on every core.
 pub fn check_all(scenario: &Scenario, history: &History, evidence: &Evidence) -> Vec<CheckResult> {
-    let mut out = Vec::new();
     let v = view::View::new(history, evidence);
     let inv = &scenario.invariants;
     let phases = PhaseMap::new(history, scenario.phases.recovery);
+    let (v, phases) = (&v, &phases);
+    let mut jobs: Vec<Job<'_>> = Vec::new();
     if !scenario.faults.is_empty() {
-        out.push(check_faults_applied(scenario, history));
+        jobs.push(Box::new(move || check_faults_applied(scenario, history)));
     }
     if inv.no_double_booking.is_some() {
-        out.push(no_double_booking::check(&v));
+        jobs.push(Box::new(move || no_double_booking::check(v)));
     }
     if inv.acknowledged_durable.is_some() {
-        out.push(acknowledged_durable::check(&v));
+        jobs.push(Box::new(move || acknowledged_durable::check(v)));
     }
     if let Some(bounds) = &inv.latency {
-        out.push(latency::check(bounds, &v, &phases));
+        jobs.push(Box::new(move || latency::check(bounds, v, phases)));
     }
     let has_faults = !scenario.faults.is_empty();
     if inv.auth_fails_closed.is_some() {
-        out.push(auth_fails_closed::check(has_faults, &v));
+        jobs.push(Box::new(move || auth_fails_closed::check(has_faults, v)));
     }
     if let Some(ratios) = &inv.success_ratio {
-        out.push(success_ratio::check(ratios, &v, &phases));
+        jobs.push(Box::new(move || success_ratio::check(ratios, v, phases)));
     }
     if let Some(bound) = &inv.recovery {
-        out.push(recovery::check(bound, &v));
+        jobs.push(Box::new(move || recovery::check(bound, v)));
     }
     if inv.ehr_sync.is_some() {
-        out.push(check_ehr_sync(evidence));
+        jobs.push(Box::new(move || check_ehr_sync(evidence)));
     }
     if inv.no_duplicate_reminders.is_some() {
-        out.push(no_duplicate_reminders::check(&v));
+        jobs.push(Box::new(move || no_duplicate_reminders::check(v)));
     }
     if inv.no_lost_reminders.is_some() {
-        out.push(no_lost_reminders::check(scenario, &v));
+        jobs.push(Box::new(move || no_lost_reminders::check(scenario, v)));
     }
     if let Some(bound) = &inv.bounded_calls {
-        out.push(check_bounded_calls(bound, evidence));
+        jobs.push(Box::new(move || check_bounded_calls(bound, evidence)));
     }
     if inv.idempotent_creation.is_some() {
-        out.push(idempotent_creation::check(&v));
+        jobs.push(Box::new(move || idempotent_creation::check(v)));
     }
     if inv.within_schedule.is_some() {
-        out.push(within_schedule::check(&v));
+        jobs.push(Box::new(move || within_schedule::check(v)));
     }
     if inv.rate_limit.is_some() {
-        out.push(rate_limit::check(scenario.options.rate_limit, &v));
+        jobs.push(Box::new(move || {
+            rate_limit::check(scenario.options.rate_limit, v)
+        }));
     }
     if let Some(bound) = &inv.readiness {
-        out.push(readiness::check(bound, &v));
+        jobs.push(Box::new(move || readiness::check(bound, v)));
     }
     if let Some(bound) = &inv.delivered_within {
-        out.push(delivered_within::check(bound, &v));
+        jobs.push(Box::new(move || delivered_within::check(bound, v)));
     }
     if let Some(bound) = &inv.answers_in_time {
         let timeout_us = scenario.workload.op_timeout.as_micros();
-        out.push(answers_in_time::check(bound, timeout_us, &v, &phases));
+        jobs.push(Box::new(move || {
+            answers_in_time::check(bound, timeout_us, v, phases)
+        }));
     }
     if inv.sessions_survive.is_some() {
-        out.push(sessions_survive::check(has_faults, &v));
+        jobs.push(Box::new(move || sessions_survive::check(has_faults, v)));
     }
     if inv.waitlist_promotes_once.is_some() {
-        out.push(waitlist_promotes_once::check(&v));
+        jobs.push(Box::new(move || waitlist_promotes_once::check(v)));
     }
     if inv.no_lost_update.is_some() {
-        out.push(no_lost_update::check(&v));
+        jobs.push(Box::new(move || no_lost_update::check(v)));
     }
     if inv.trace_propagates.is_some() {
-        out.push(trace_propagates::check(&v));
+        jobs.push(Box::new(move || trace_propagates::check(v)));
     }
     if let Some(bound) = &inv.metrics_reflect {
-        out.push(metrics_reflect::check(bound, scenario.phases.recovery, &v));
+        jobs.push(Box::new(move || {
+            metrics_reflect::check(bound, scenario.phases.recovery, v)
+        }));
     }
     if inv.linearizable.is_some() {
-        out.push(linearizable::check(&v));
+        jobs.push(Box::new(move || linearizable::check(v)));
     }
-    out
+    run_jobs(jobs)
+}
+
+/// One checker, ready to run on any thread.
+type Job<'a> = Box<dyn FnOnce() -> CheckResult + Send + 'a>;
+
+/// Run the jobs on as many threads as the machine has cores (each thread takes the next job
+/// when it finishes one) and answer in the jobs' order, whatever order they finish in. A
+/// checker's panic (a harness bug) goes on to the caller.
+fn run_jobs(jobs: Vec<Job<'_>>) -> Vec<CheckResult> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(jobs.len());
+    if threads <= 1 {
+        return jobs.into_iter().map(|job| job()).collect();
+    }
+    let n = jobs.len();
+    let queue = std::sync::Mutex::new(jobs.into_iter().enumerate());
+    let mut out: Vec<Option<CheckResult>> = (0..n).map(|_| None).collect();
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let next = queue
+                            .lock()
+                            .expect("no checker panics holding the queue")
+                            .next();
+                        let Some((i, job)) = next else { break done };
+                        done.push((i, job()));
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            match worker.join() {
+                Ok(done) => done.into_iter().for_each(|(i, r)| out[i] = Some(r)),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+    });
+    out.into_iter().map(|r| r.expect("every job ran")).collect()
 }
 
 /// Format microseconds for people: `850us`, `12.3ms`, `1.20s`.

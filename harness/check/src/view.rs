@@ -4,7 +4,7 @@
 //! checkers read this view, so a million-op history is folded into ops once, not once per
 //! invariant.
 
-use std::cell::OnceCell;
+use std::sync::OnceLock;
 
 use chaos_model::{Evidence, History, Op, OpKind, Outcome, Slot};
 
@@ -15,10 +15,10 @@ pub struct View<'a> {
     pub history: &'a History,
     pub evidence: &'a Evidence,
     pub ops: Vec<Op<'a>>,
-    deliveries: OnceCell<Option<Deliveries<'a>>>,
-    booking_ops: OnceCell<FastMap<&'a str, u64>>,
-    cancelled_from: OnceCell<FastMap<&'a str, u64>>,
-    fault_windows: OnceCell<Vec<(usize, u64, u64)>>,
+    deliveries: OnceLock<Option<Deliveries<'a>>>,
+    booking_ops: OnceLock<FastMap<&'a str, u64>>,
+    cancelled_from: OnceLock<FastMap<&'a str, u64>>,
+    fault_windows: OnceLock<Vec<(usize, u64, u64)>>,
 }
 
 impl<'a> View<'a> {
@@ -27,10 +27,10 @@ impl<'a> View<'a> {
             history,
             evidence,
             ops: history.ops(),
-            deliveries: OnceCell::new(),
-            booking_ops: OnceCell::new(),
-            cancelled_from: OnceCell::new(),
-            fault_windows: OnceCell::new(),
+            deliveries: OnceLock::new(),
+            booking_ops: OnceLock::new(),
+            cancelled_from: OnceLock::new(),
+            fault_windows: OnceLock::new(),
         }
     }
 

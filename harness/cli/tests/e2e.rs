@@ -372,6 +372,35 @@ fn redis_kill_logs_out_and_misreports_readiness_on_naive_only() {
         assert!(
             history.contains("\"action\":\"inject\"") && history.contains("\"action\":\"heal\"")
         );
+        // The fault's window in the history is the widest it may have been: from the start
+        // of the kill (an op invoked while it was under way may meet it) to the end of the
+        // restart, as schedule.json stamps them.
+        let schedule: Value =
+            serde_json::from_str(&std::fs::read_to_string(r.out.join("schedule.json")).unwrap())
+                .unwrap();
+        let applied = &schedule["faults"][0]["applied"];
+        let at = |action: &str| -> u64 {
+            history
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .find(|rec| rec["type"] == "fault" && rec["action"] == action)
+                .and_then(|rec| rec["time_us"].as_u64())
+                .unwrap()
+        };
+        assert_eq!(
+            at("inject"),
+            applied["inject"]["started_us"].as_u64().unwrap(),
+            "{profile}"
+        );
+        assert_eq!(
+            at("heal"),
+            applied["heal"]["done_us"].as_u64().unwrap(),
+            "{profile}"
+        );
+        assert!(
+            applied["inject"]["started_us"].as_u64() < applied["inject"]["done_us"].as_u64(),
+            "{profile}: a kill takes time"
+        );
         assert!(
             history.contains("\"f\":\"readiness\""),
             "probes are recorded"

@@ -202,6 +202,9 @@ pub struct FaultEvent {
     pub fault: usize,
     pub name: String,
     pub action: FaultAction,
+    /// An inject's is when it began (the fault may be in effect from then on), a heal's when
+    /// it was done (the fault may be in effect until then): the fault's window is the widest
+    /// it may have been.
     pub time_us: u64,
     /// Set when the harness could not apply the action; the run's verdicts become unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]

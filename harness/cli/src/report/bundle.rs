@@ -63,12 +63,21 @@ impl Bundle {
         })?;
         let mut scenario = Scenario::parse(&file, &text).map_err(|e| e.to_string())?;
         scenario.profile = profile;
-        let history = History::from_jsonl(&read("history.jsonl")?)
-            .map_err(|e| format!("{}: {e}", path("history.jsonl")))?;
-        let evidence: Evidence = json_file(
-            &path("evidence/evidence.json"),
-            &read("evidence/evidence.json")?,
-        )?;
+        // The two largest files, read and parsed side by side.
+        let (history, evidence) = std::thread::scope(|s| {
+            let evidence = s.spawn(|| {
+                json_file::<Evidence>(
+                    &path("evidence/evidence.json"),
+                    &read("evidence/evidence.json")?,
+                )
+            });
+            let history = History::from_jsonl(&read("history.jsonl")?)
+                .map_err(|e| format!("{}: {e}", path("history.jsonl")));
+            let evidence = evidence
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            Ok::<_, String>((history?, evidence?))
+        })?;
         // The schedule as applied: not needed to re-render, but a bundle without it is not whole.
         let schedule: serde_json::Value =
             json_file(&path("schedule.json"), &read("schedule.json")?)?;

@@ -1,8 +1,10 @@
 //! RabbitMQ from Debian's `rabbitmq-server`, as a child with its own ports, data and log
 //! directories, and its own `epmd` on a private port (so nothing outlives the run); its node
-//! directory copied from a cached template that one cold boot initialised.
+//! directory copied from a cached template that one cold boot initialised, and its code path
+//! cut to the broker's own applications.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -25,6 +27,11 @@ const NODE: &str = "chaos@localhost";
 const TEMPLATE_STOP: Duration = Duration::from_secs(30);
 /// The file that makes a cached template directory a whole template.
 const TEMPLATE_MARK: &str = "complete";
+/// The template's directory of links to the broker's own applications (see [`lean_plugins`]).
+const TEMPLATE_PLUGINS: &str = "plugins";
+/// The Erlang VM's flags for a run's broker: the code server caches its path's directory
+/// listings, so loading a module costs no search of every directory in the path.
+const LEAN_ERL_ARGS: &str = "-code_path_cache";
 
 pub(crate) struct RabbitSpec {
     pub port: u16,
@@ -35,6 +42,9 @@ pub(crate) struct RabbitSpec {
     /// Appended to its logs' names: `rabbitmq.log` and `epmd.log` for a run's node,
     /// `rabbitmq-template.log` for the one that makes the template.
     label: &'static str,
+    /// The template's plugins directory, once [`RabbitSpec::start`] found one: the broker's
+    /// every start (a restart after a kill too) runs on it.
+    lean: OnceLock<PathBuf>,
 }
 
 /// A RabbitMQ node: the broker and the epmd it registers with.
@@ -66,21 +76,32 @@ impl RabbitSpec {
             dir,
             run_id: run_id.to_string(),
             label,
+            lean: OnceLock::new(),
         })
     }
 
     /// The node's epmd, then the broker on a copy of the cached template's node directory
     /// (made by one cold boot on first use): a node that finds its database initialised
-    /// skips the first boot's schema creation and seeding. The template is an optimisation:
-    /// when it cannot be made or copied, the node boots cold, and the log says why.
+    /// skips the first boot's schema creation and seeding. Its code path holds only the
+    /// broker's own applications, cached (most of a boot is loading every module of them, and
+    /// each load searched some ninety directories, each look a hop to an I/O thread). The
+    /// template is an optimisation: when it cannot be made or copied, the node boots cold
+    /// and stock, and the log says why.
     pub async fn start(&self, run: &RunDir) -> Result<RabbitProcs, EngineError> {
         let copied = match template_dir(run).await {
-            Ok(template) => copy_dir(&template.join("mnesia"), &self.dir.join("mnesia")).await,
+            Ok(template) => copy_dir(&template.join("mnesia"), &self.dir.join("mnesia"))
+                .await
+                .map(|()| template),
             Err(e) => Err(e),
         };
-        if let Err(e) = copied {
-            tracing::warn!("RabbitMQ boots cold: no template node directory ({e})");
-            let _ = std::fs::remove_dir_all(self.dir.join("mnesia"));
+        match copied {
+            Ok(template) => {
+                let _ = self.lean.set(template.join(TEMPLATE_PLUGINS));
+            }
+            Err(e) => {
+                tracing::warn!("RabbitMQ boots cold: no template node directory ({e})");
+                let _ = std::fs::remove_dir_all(self.dir.join("mnesia"));
+            }
         }
         self.boot(run).await
     }
@@ -120,6 +141,10 @@ impl RabbitSpec {
             .env("RABBITMQ_ENABLED_PLUGINS_FILE", d("enabled_plugins"))
             .env("RABBITMQ_CONFIG_FILE", d("rabbitmq"))
             .env("RABBITMQ_PID_FILE", d("pid"));
+        if let Some(plugins) = self.lean.get() {
+            cmd.env("RABBITMQ_PLUGINS_DIR", plugins)
+                .env("RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS", LEAN_ERL_ARGS);
+        }
         drop_root(&mut cmd, "rabbitmq", &self.dir)?;
         let log = run.log(&format!("rabbitmq{}", self.label));
         let mut broker = ChildProcess::spawn("rabbitmq", cmd, &run.id, &log, false)?;
@@ -185,22 +210,19 @@ impl RabbitSpec {
     }
 }
 
-/// The cached template: `$TMPDIR/chaos/rabbitmq-template-<server>-otp<version>/mnesia`, the
-/// node directory of a broker that booted once from nothing and stopped cleanly. Built in the
-/// run's own directory and renamed into place, so concurrent runs never see half of one.
+/// The cached template, `$TMPDIR/chaos/rabbitmq-template-<server>-otp<version>/`: `mnesia`,
+/// the node directory of a broker that booted once from nothing and stopped cleanly, and
+/// `plugins`, links to the broker's own applications ([`lean_plugins`]). Built in the run's
+/// own directory and renamed into place, so concurrent runs never see half of one.
 async fn template_dir(run: &RunDir) -> Result<PathBuf, EngineError> {
-    let server = std::fs::canonicalize(SERVER)
+    // `/usr/lib/rabbitmq/lib/rabbitmq_server-<version>/sbin/rabbitmq-server`.
+    let home = std::fs::canonicalize(SERVER)
         .ok()
-        .and_then(|p| {
-            Some(
-                p.parent()?
-                    .parent()?
-                    .file_name()?
-                    .to_string_lossy()
-                    .into_owned(),
-            )
-        })
-        .unwrap_or_else(|| "rabbitmq".into());
+        .and_then(|p| Some(p.parent()?.parent()?.to_path_buf()));
+    let server = home
+        .as_deref()
+        .and_then(Path::file_name)
+        .map_or_else(|| "rabbitmq".into(), |n| n.to_string_lossy().into_owned());
     let otp = std::fs::read_dir("/usr/lib/erlang/releases")
         .ok()
         .into_iter()
@@ -215,7 +237,7 @@ async fn template_dir(run: &RunDir) -> Result<PathBuf, EngineError> {
     // Written last, inside the template before it is renamed into place: a cache without it
     // is no template (a tmp cleaner's leftovers, an older layout) and is replaced.
     let complete = cache.join(TEMPLATE_MARK);
-    if complete.is_file() {
+    if complete.is_file() && cache.join(TEMPLATE_PLUGINS).is_dir() {
         return Ok(cache);
     }
     if cache.exists() {
@@ -255,6 +277,17 @@ async fn template_dir(run: &RunDir) -> Result<PathBuf, EngineError> {
     std::fs::create_dir_all(&made).map_err(EngineError::io("create template dir"))?;
     std::fs::rename(spec.dir.join("mnesia"), made.join("mnesia"))
         .map_err(EngineError::io("move the template's node directory"))?;
+    let stock = home
+        .map(|h| h.join("plugins"))
+        .ok_or_else(|| EngineError::Other(format!("{SERVER} is not in a RabbitMQ home")))?;
+    let links = made.join(TEMPLATE_PLUGINS);
+    std::fs::create_dir_all(&links).map_err(EngineError::io("create the template's plugins"))?;
+    for app in lean_plugins(&stock).map_err(EngineError::Other)? {
+        let name = app.file_name().expect("a plugins entry has a name");
+        std::os::unix::fs::symlink(&app, links.join(name)).map_err(EngineError::io(
+            "link an application into the template's plugins",
+        ))?;
+    }
     std::fs::write(made.join(TEMPLATE_MARK), format!("{server} otp{otp}\n"))
         .map_err(EngineError::io("mark the template complete"))?;
     std::fs::create_dir_all(cache.parent().expect("the cache has a parent"))
@@ -270,6 +303,58 @@ async fn template_dir(run: &RunDir) -> Result<PathBuf, EngineError> {
     }
 }
 
+/// The directories of `stock` (a RabbitMQ plugins directory of `<app>-<version>` entries)
+/// that the broker's application `rabbit` needs, itself and what it depends on, transitively,
+/// by each application's `ebin/<app>.app`. With no plugin enabled, the other fifty-odd
+/// entries only lengthen the code path that every module load searches.
+fn lean_plugins(stock: &Path) -> Result<Vec<PathBuf>, String> {
+    let entries = std::fs::read_dir(stock).map_err(|e| format!("{}: {e}", stock.display()))?;
+    let mut apps: std::collections::BTreeMap<String, PathBuf> = std::collections::BTreeMap::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some((app, _version)) = name.rsplit_once('-')
+            && path.join("ebin").is_dir()
+        {
+            apps.insert(app.to_string(), path);
+        }
+    }
+    let mut needed = std::collections::BTreeSet::new();
+    let mut todo = vec!["rabbit".to_string()];
+    while let Some(app) = todo.pop() {
+        // Not in the plugins directory: one of Erlang/OTP's own (kernel, ssl, ...).
+        let Some(dir) = apps.get(&app) else { continue };
+        if !needed.insert(app.clone()) {
+            continue;
+        }
+        let file = dir.join("ebin").join(format!("{app}.app"));
+        let text =
+            std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        todo.extend(
+            app_dependencies(&text)
+                .ok_or_else(|| format!("{}: no `{{applications, [...]}}` list", file.display()))?,
+        );
+    }
+    if !needed.contains("rabbit") {
+        return Err(format!("{}: no rabbit application", stock.display()));
+    }
+    Ok(needed.iter().map(|app| apps[app].clone()).collect())
+}
+
+/// The names in an application resource file's `{applications, [a, b, ...]}`.
+fn app_dependencies(app_file: &str) -> Option<Vec<String>> {
+    let start = app_file.find("{applications")?;
+    let rest = &app_file[start..];
+    let list = &rest[rest.find('[')? + 1..rest.find(']')?];
+    Some(
+        list.split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
 /// Send the AMQP 0-9-1 protocol header; a ready broker answers with a method frame
 /// (type 1) on channel 0: connection.start.
 pub(crate) async fn amqp_greeting(port: u16) -> bool {
@@ -281,4 +366,84 @@ pub(crate) async fn amqp_greeting(port: u16) -> bool {
     }
     let mut head = [0u8; 3];
     s.read_exact(&mut head).await.is_ok() && head == [1, 0, 0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh scratch directory of this test's own (removed by the next run of it).
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("chaos-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn app(dir: &Path, entry: &str, deps: &str) {
+        let (name, _) = entry.rsplit_once('-').unwrap();
+        let ebin = dir.join(entry).join("ebin");
+        std::fs::create_dir_all(&ebin).unwrap();
+        std::fs::write(
+            ebin.join(format!("{name}.app")),
+            format!("{{application, '{name}', [\n\t{{vsn, \"1\"}},\n\t{{applications, [{deps}]}},\n\t{{env, [{{tcp_listeners, [5672]}}]}}]}}.\n"),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn the_lean_plugins_are_rabbit_and_what_it_needs_transitively_and_nothing_else() {
+        let dir = scratch("lean-plugins");
+        let stock = dir.as_path();
+        app(
+            stock,
+            "rabbit-3.10.8",
+            "kernel,stdlib,\n\t\tra, rabbit_common",
+        );
+        app(stock, "rabbit_common-3.10.8", "kernel,jsx");
+        app(stock, "ra-2.2.0", "kernel,aten,rabbit_common");
+        app(stock, "aten-0.5.8", "kernel");
+        app(stock, "jsx-3.1.0", "");
+        app(stock, "rabbitmq_management-3.10.8", "rabbit,cowboy");
+        app(stock, "cowboy-2.8.0", "ranch");
+        std::fs::write(stock.join("README"), "not an application").unwrap();
+        let names: Vec<String> = lean_plugins(stock)
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "aten-0.5.8",
+                "jsx-3.1.0",
+                "ra-2.2.0",
+                "rabbit-3.10.8",
+                "rabbit_common-3.10.8"
+            ]
+        );
+    }
+
+    #[test]
+    fn lean_plugins_refuse_a_directory_without_rabbit_or_with_an_unreadable_app_file() {
+        let dir = scratch("lean-plugins-refused");
+        app(&dir, "jsx-3.1.0", "");
+        assert!(
+            lean_plugins(&dir)
+                .unwrap_err()
+                .contains("no rabbit application")
+        );
+        std::fs::create_dir_all(dir.join("rabbit-3.10.8/ebin")).unwrap();
+        std::fs::write(
+            dir.join("rabbit-3.10.8/ebin/rabbit.app"),
+            "{application, rabbit, []}.",
+        )
+        .unwrap();
+        assert!(
+            lean_plugins(&dir)
+                .unwrap_err()
+                .contains("no `{applications")
+        );
+        assert!(lean_plugins(&dir.join("absent")).is_err());
+    }
 }

@@ -149,11 +149,19 @@ impl Job {
         error: Option<String>,
     ) -> Stamp {
         let done_us = self.rec.clock().now_us();
+        // The history's window of the fault is the widest it may have been: from the moment
+        // its injection began (a kill, a toxic or a pause takes effect somewhere inside the
+        // call that makes it, which can take a docker round trip) to the moment its heal was
+        // done. An op invoked while the injection was under way is not steady.
+        let time_us = match action {
+            FaultAction::Inject => started_us,
+            FaultAction::Heal => done_us,
+        };
         self.rec.record(Record::Fault(FaultEvent {
             fault: self.index,
             name: self.name.clone(),
             action,
-            time_us: done_us,
+            time_us,
             error: error.clone(),
         }));
         (self.progress)(Progress::Fault {

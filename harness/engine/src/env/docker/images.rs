@@ -96,7 +96,7 @@ fn dockerfile(base: &str) -> String {
          ENV LANG=C.UTF-8\n\
          COPY chaos-service /usr/local/bin/\n\
          COPY rabbitmq.conf enabled_plugins /etc/rabbitmq/\n\
-         RUN /usr/local/bin/chaos-service pg-template\n\
+         RUN /usr/local/bin/chaos-service pg-template && /usr/local/bin/chaos-service rabbit-template\n\
          COPY chaos mediconnect stubs /usr/local/bin/\n\
          ENTRYPOINT [\"/usr/bin/tini\", \"-g\", \"--\"]\n"
     )

@@ -5,7 +5,7 @@
 # on the run's private network. `chaos-service rabbitmqctl ARGS` runs rabbitmqctl against the
 # container's broker. Runs under tini (the image's entrypoint), which forwards signals.
 set -eu
-service="${1:?usage: chaos-service postgres|redis|rabbitmq|rabbitmqctl ARGS|pg-template}"
+service="${1:?usage: chaos-service postgres|redis|rabbitmq|rabbitmqctl ARGS|pg-template|rabbit-template}"
 shift
 rabbit_env() {
     export HOME=/data/rabbitmq LANG=C.UTF-8
@@ -14,6 +14,14 @@ rabbit_env() {
     export RABBITMQ_LOGS=- RABBITMQ_PID_FILE=/data/rabbitmq/pid
     export RABBITMQ_ENABLED_PLUGINS_FILE=/etc/rabbitmq/enabled_plugins
     export RABBITMQ_CONFIG_FILE=/etc/rabbitmq/rabbitmq
+}
+# As the local environment's broker runs (harness/engine/src/env/rabbitmq.rs): its code path
+# only the broker's own applications, cached.
+rabbit_lean() {
+    if [ -d /var/lib/chaos/rabbit-plugins ]; then
+        export RABBITMQ_PLUGINS_DIR=/var/lib/chaos/rabbit-plugins
+        export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-code_path_cache
+    fi
 }
 case "$service" in
 pg-template)
@@ -26,6 +34,44 @@ pg-template)
         -D /var/lib/chaos/pg-template -U chaos --auth=trust -E UTF8 --locale=C --no-sync >/dev/null
     # The harness and the proxy reach it from the run's network and the mapped port.
     echo "host all all 0.0.0.0/0 trust" >>/var/lib/chaos/pg-template/pg_hba.conf
+    ;;
+rabbit-template)
+    # At image build time: the node directory of a broker booted once from nothing and
+    # stopped cleanly, copied into each run's volume, and links to the broker's own
+    # applications, `rabbit` and what it needs by each one's .app file, transitively.
+    rabbit_env
+    mkdir -p "$HOME" /var/lib/chaos/rabbit-plugins
+    plugins=$(ls -d /usr/lib/rabbitmq/lib/rabbitmq_server-*/plugins | tail -n 1)
+    erl -noshell -eval '
+        [Dir, Out] = init:get_plain_arguments(),
+        Apps = maps:from_list(
+            [begin
+                 P = filename:dirname(E),
+                 [N, _] = string:split(filename:basename(P), "-", trailing),
+                 {list_to_atom(N), P}
+             end || E <- filelib:wildcard(Dir ++ "/*/ebin")]),
+        Walk = fun W([], Seen) -> Seen;
+                   W([A | T], Seen) ->
+                       case {maps:find(A, Apps), lists:member(A, Seen)} of
+                           {{ok, P}, false} ->
+                               F = filename:join([P, "ebin", atom_to_list(A) ++ ".app"]),
+                               {ok, [{application, _, Props}]} = file:consult(F),
+                               W(proplists:get_value(applications, Props, []) ++ T, [A | Seen]);
+                           _ -> W(T, Seen)
+                       end
+               end,
+        [ok = file:make_symlink(maps:get(A, Apps),
+                                filename:join(Out, filename:basename(maps:get(A, Apps))))
+         || A <- Walk([rabbit], [])],
+        halt().' -extra "$plugins" /var/lib/chaos/rabbit-plugins
+    /usr/lib/rabbitmq/bin/rabbitmq-server >/tmp/rabbit-template.log 2>&1 &
+    /usr/lib/rabbitmq/bin/rabbitmqctl -n rabbit@localhost -q wait "$RABBITMQ_PID_FILE" --timeout 120
+    /usr/lib/rabbitmq/bin/rabbitmqctl -n rabbit@localhost -q stop
+    wait
+    epmd -kill >/dev/null 2>&1 || true
+    test -f "$RABBITMQ_MNESIA_BASE/rabbit@localhost/schema.DAT"
+    mv "$RABBITMQ_MNESIA_BASE" /var/lib/chaos/rabbit-template
+    rm -rf /data/rabbitmq
     ;;
 postgres)
     bin=$(ls -d /usr/lib/postgresql/*/bin | tail -n 1)
@@ -46,7 +92,11 @@ redis)
     ;;
 rabbitmq)
     rabbit_env
+    rabbit_lean
     mkdir -p "$HOME"
+    if [ ! -d "$RABBITMQ_MNESIA_BASE" ] && [ -d /var/lib/chaos/rabbit-template ]; then
+        cp -a /var/lib/chaos/rabbit-template "$RABBITMQ_MNESIA_BASE"
+    fi
     exec /usr/lib/rabbitmq/bin/rabbitmq-server
     ;;
 rabbitmqctl)
