@@ -32,7 +32,8 @@ pub(crate) fn check(has_faults: bool, v: &View<'_>) -> CheckResult {
         .iter()
         .filter(|o| o.status.is_some_and(|s| s >= 500))
         .count();
-    let windows = v.fault_windows();
+    // Answered during a fault: while it was certainly in effect.
+    let windows = v.certain_fault_windows();
     // Only an answer judges the store: a forged request that timed out was neither let
     // through nor refused.
     let answered = forged.iter().filter(|o| o.status.is_some()).count();
@@ -119,6 +120,30 @@ mod tests {
         let h = history(vec![read_at(1, 0, 0), done_at(1, 10)]);
         assert!(matches!(run(false, &h).verdict, Verdict::Unknown { .. }));
         assert!(matches!(run(true, &h).verdict, Verdict::Unknown { .. }));
+    }
+
+    #[test]
+    fn a_forged_request_sent_while_the_injection_was_under_way_proves_nothing() {
+        // The kill began at 100 us and was done at 130: a request at 120 may have met a
+        // store still up, so it is not steady, and not proof of failing closed either.
+        let h = history(vec![
+            inject_between(100, 130),
+            forged(120),
+            failed(120, 401),
+            heal(150),
+        ]);
+        assert!(
+            matches!(run(true, &h).verdict, Verdict::Unknown { .. }),
+            "{:?}",
+            run(true, &h)
+        );
+        let h = history(vec![
+            inject_between(100, 130),
+            forged(140),
+            failed(140, 401),
+            heal(150),
+        ]);
+        assert_eq!(run(true, &h).verdict, Verdict::Valid);
     }
 
     #[test]

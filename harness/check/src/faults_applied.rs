@@ -79,6 +79,7 @@ mod tests {
             name: "kill redis".into(),
             action: FaultAction::Inject,
             time_us: 10,
+            effective_us: None,
             error: Some("redis is not running".into()),
         });
         let r = check_faults_applied(&scenario(), &history(vec![failed]));

@@ -52,6 +52,8 @@ enum Judged {
 
 /// The fault windows of the run and the end of the recovery window after the last heal.
 struct Windows {
+    /// Where the faults were certainly in effect: a sample inside one is a sample during a
+    /// fault.
     faults: Vec<(u64, u64)>,
     first_fault: u64,
     last_heal: u64,
@@ -74,7 +76,11 @@ pub(crate) fn check(bound: &GaugeBound, recovery: Dur, v: &View<'_>) -> CheckRes
         );
     };
     let w = Windows {
-        faults,
+        faults: v
+            .certain_fault_windows()
+            .iter()
+            .map(|w| (w.1, w.2))
+            .collect(),
         first_fault,
         last_heal,
         recovered_by: last_heal.saturating_add(recovery.as_micros()),

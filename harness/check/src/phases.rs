@@ -64,6 +64,7 @@ mod tests {
             name: "f".into(),
             action,
             time_us: t,
+            effective_us: None,
             error: None,
         })
     }

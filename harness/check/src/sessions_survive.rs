@@ -27,7 +27,16 @@ pub(crate) fn check(has_faults: bool, v: &View<'_>) -> CheckResult {
         .filter(|o| o.f == OpKind::Login && o.outcome == Outcome::Ok)
         .filter_map(|o| Some((o.id, o.complete_us?)))
         .collect();
-    let injections: Vec<u64> = v.fault_windows().iter().map(|w| w.1).collect();
+    // A session crossed an injection if it was acknowledged before the fault began and used
+    // once it was certainly in effect.
+    let injections: Vec<(u64, u64)> = v
+        .fault_windows()
+        .iter()
+        .filter_map(|wide| {
+            let certain = v.certain_fault_windows().iter().find(|c| c.0 == wide.0)?;
+            Some((wide.1, certain.1))
+        })
+        .collect();
     let (mut used, mut crossed) = (0usize, 0usize);
     let mut lost = Vec::new();
     let mut rows = Vec::new();
@@ -39,7 +48,9 @@ pub(crate) fn check(has_faults: bool, v: &View<'_>) -> CheckResult {
             continue;
         };
         used += 1;
-        let across = injections.iter().any(|&t| acked_at < t && t <= o.invoke_us);
+        let across = injections
+            .iter()
+            .any(|&(began, certain)| acked_at < began && certain <= o.invoke_us);
         crossed += usize::from(across);
         if status == 401 {
             lost.push(o.id);

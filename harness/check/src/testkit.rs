@@ -82,6 +82,7 @@ fn fault(action: FaultAction, time_us: u64) -> Record {
         name: "kill redis".into(),
         action,
         time_us,
+        effective_us: None,
         error: None,
     })
 }
@@ -92,6 +93,17 @@ pub fn inject(time_us: u64) -> Record {
 
 pub fn heal(time_us: u64) -> Record {
     fault(FaultAction::Heal, time_us)
+}
+
+/// An inject that began at `began_us` and was done at `done_us`, as the engine stamps one.
+pub fn inject_between(began_us: u64, done_us: u64) -> Record {
+    let Record::Fault(f) = fault(FaultAction::Inject, began_us) else {
+        unreachable!("fault() makes a fault record")
+    };
+    Record::Fault(FaultEvent {
+        effective_us: Some(done_us),
+        ..f
+    })
 }
 
 pub const SLOT: Slot = Slot {

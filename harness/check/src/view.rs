@@ -19,6 +19,7 @@ pub struct View<'a> {
     booking_ops: OnceLock<FastMap<&'a str, u64>>,
     cancelled_from: OnceLock<FastMap<&'a str, u64>>,
     fault_windows: OnceLock<Vec<(usize, u64, u64)>>,
+    certain_fault_windows: OnceLock<Vec<(usize, u64, u64)>>,
 }
 
 impl<'a> View<'a> {
@@ -31,6 +32,7 @@ impl<'a> View<'a> {
             booking_ops: OnceLock::new(),
             cancelled_from: OnceLock::new(),
             fault_windows: OnceLock::new(),
+            certain_fault_windows: OnceLock::new(),
         }
     }
 
@@ -51,6 +53,13 @@ impl<'a> View<'a> {
     pub fn fault_windows(&self) -> &[(usize, u64, u64)] {
         self.fault_windows
             .get_or_init(|| self.history.fault_windows())
+    }
+
+    /// Where each fault was certainly in effect (`History::certain_fault_windows`): what a
+    /// checker takes as proof that something happened during a fault falls inside these.
+    pub fn certain_fault_windows(&self) -> &[(usize, u64, u64)] {
+        self.certain_fault_windows
+            .get_or_init(|| self.history.certain_fault_windows())
     }
 
     /// Appointment id -> the earliest invoke of a cancellation that may have taken effect:

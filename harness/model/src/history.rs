@@ -206,6 +206,12 @@ pub struct FaultEvent {
     /// it was done (the fault may be in effect until then): the fault's window is the widest
     /// it may have been.
     pub time_us: u64,
+    /// The other end of the action, where the engine knows it: an inject's when it was done
+    /// (the fault certainly in effect from then on), a heal's when it began (certainly in
+    /// effect until then). What a checker needs as proof that something happened *during* a
+    /// fault is judged inside these narrower bounds ([`History::certain_fault_windows`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_us: Option<u64>,
     /// Set when the harness could not apply the action; the run's verdicts become unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -431,6 +437,20 @@ impl History {
     /// injected and never healed, or whose heal failed, extends to the end of the history;
     /// an inject that failed opens none.
     pub fn fault_windows(&self) -> Vec<(usize, u64, u64)> {
+        self.windows(|f| f.time_us)
+    }
+
+    /// The faults' windows where each was certainly in effect: from its inject's completion
+    /// to its heal's beginning (`effective_us`, or `time_us` where a history has none); a
+    /// window that is empty so is left out. Proof that something happened during a fault is
+    /// judged inside these; what is steady, outside [`History::fault_windows`].
+    pub fn certain_fault_windows(&self) -> Vec<(usize, u64, u64)> {
+        let mut out = self.windows(|f| f.effective_us.unwrap_or(f.time_us));
+        out.retain(|&(_, a, b)| a < b);
+        out
+    }
+
+    fn windows(&self, at: impl Fn(&FaultEvent) -> u64) -> Vec<(usize, u64, u64)> {
         let end = self.records.iter().map(Record::time_us).max().unwrap_or(0);
         let mut open: BTreeMap<usize, u64> = BTreeMap::new();
         let mut out = Vec::new();
@@ -438,14 +458,14 @@ impl History {
             match f.action {
                 // An inject that failed took no effect: no window.
                 FaultAction::Inject if f.error.is_none() => {
-                    open.insert(f.fault, f.time_us);
+                    open.insert(f.fault, at(f));
                 }
                 FaultAction::Inject => {}
                 // A heal that failed left the fault in place: the window stays open to the
                 // end of the history.
                 FaultAction::Heal if f.error.is_none() => {
                     if let Some(start) = open.remove(&f.fault) {
-                        out.push((f.fault, start, f.time_us));
+                        out.push((f.fault, start, at(f)));
                     }
                 }
                 FaultAction::Heal => {}
@@ -476,6 +496,7 @@ mod tests {
                 name: "kill redis".into(),
                 action: FaultAction::Inject,
                 time_us: 13,
+                effective_us: None,
                 error: None,
             }),
             Record::Ok(Completion {
@@ -498,6 +519,38 @@ mod tests {
         assert_eq!(ops[0].outcome, Outcome::Ok);
         assert_eq!(ops[0].latency_us(), Some(10));
         assert_eq!(h.fault_windows(), vec![(0, 13, 20)]);
+    }
+
+    #[test]
+    fn certain_windows_run_from_an_inject_done_to_a_heal_begun() {
+        let ev = |action, time_us, effective_us| {
+            Record::Fault(FaultEvent {
+                fault: 0,
+                name: "f".into(),
+                action,
+                time_us,
+                effective_us,
+                error: None,
+            })
+        };
+        let h = History::new(vec![
+            ev(FaultAction::Inject, 100, Some(130)),
+            ev(FaultAction::Heal, 200, Some(170)),
+        ]);
+        assert_eq!(h.fault_windows(), vec![(0, 100, 200)]);
+        assert_eq!(h.certain_fault_windows(), vec![(0, 130, 170)]);
+        // A heal begun before the inject was done: never certainly in effect.
+        let h = History::new(vec![
+            ev(FaultAction::Inject, 100, Some(180)),
+            ev(FaultAction::Heal, 200, Some(170)),
+        ]);
+        assert_eq!(h.certain_fault_windows(), vec![]);
+        // A history without the other ends (an older bundle): the same windows.
+        let h = History::new(vec![
+            ev(FaultAction::Inject, 100, None),
+            ev(FaultAction::Heal, 200, None),
+        ]);
+        assert_eq!(h.certain_fault_windows(), h.fault_windows());
     }
 
     #[test]
@@ -567,6 +620,7 @@ mod tests {
                 name: format!("fault {fault}"),
                 action,
                 time_us,
+                effective_us: None,
                 error: error.map(str::to_string),
             })
         };

@@ -206,6 +206,7 @@ pub fn clean(intents: &[Intent], fault: bool) -> World {
                     name: "kill redis".into(),
                     action,
                     time_us: t,
+                    effective_us: None,
                     error: None,
                 }));
                 fault_state += 1;

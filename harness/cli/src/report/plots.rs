@@ -440,6 +440,7 @@ mod tests {
                 name: "kill redis".into(),
                 action,
                 time_us,
+                effective_us: None,
                 error: None,
             })
         };

@@ -1,7 +1,7 @@
 //! RabbitMQ from Debian's `rabbitmq-server`, as a child with its own ports, data and log
 //! directories, and its own `epmd` on a private port (so nothing outlives the run); its node
 //! directory copied from a cached template that one cold boot initialised, and its code path
-//! cut to the broker's own applications.
+//! cut to the broker's own applications by a RabbitMQ home of the run's own.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -27,11 +27,6 @@ const NODE: &str = "chaos@localhost";
 const TEMPLATE_STOP: Duration = Duration::from_secs(30);
 /// The file that makes a cached template directory a whole template.
 const TEMPLATE_MARK: &str = "complete";
-/// The template's directory of links to the broker's own applications (see [`lean_plugins`]).
-const TEMPLATE_PLUGINS: &str = "plugins";
-/// The Erlang VM's flags for a run's broker: the code server caches its path's directory
-/// listings, so loading a module costs no search of every directory in the path.
-const LEAN_ERL_ARGS: &str = "-code_path_cache";
 
 pub(crate) struct RabbitSpec {
     pub port: u16,
@@ -42,8 +37,9 @@ pub(crate) struct RabbitSpec {
     /// Appended to its logs' names: `rabbitmq.log` and `epmd.log` for a run's node,
     /// `rabbitmq-template.log` for the one that makes the template.
     label: &'static str,
-    /// The template's plugins directory, once [`RabbitSpec::start`] found one: the broker's
-    /// every start (a restart after a kill too) runs on it.
+    /// The server script of the run's lean RabbitMQ home ([`lean_home`]), once
+    /// [`RabbitSpec::start`] made it: the broker's every start (a restart after a kill too)
+    /// runs from it.
     lean: OnceLock<PathBuf>,
 }
 
@@ -82,26 +78,24 @@ impl RabbitSpec {
 
     /// The node's epmd, then the broker on a copy of the cached template's node directory
     /// (made by one cold boot on first use): a node that finds its database initialised
-    /// skips the first boot's schema creation and seeding. Its code path holds only the
-    /// broker's own applications, cached (most of a boot is loading every module of them, and
-    /// each load searched some ninety directories, each look a hop to an I/O thread). The
-    /// template is an optimisation: when it cannot be made or copied, the node boots cold
-    /// and stock, and the log says why.
+    /// skips the first boot's schema creation and seeding. It runs from a RabbitMQ home of
+    /// the run's own whose code path holds only the broker's applications ([`lean_home`]).
+    /// Both are optimisations: when one cannot be made, the node boots cold or from the stock
+    /// home, and the log says why.
     pub async fn start(&self, run: &RunDir) -> Result<RabbitProcs, EngineError> {
         let copied = match template_dir(run).await {
-            Ok(template) => copy_dir(&template.join("mnesia"), &self.dir.join("mnesia"))
-                .await
-                .map(|()| template),
+            Ok(template) => copy_dir(&template.join("mnesia"), &self.dir.join("mnesia")).await,
             Err(e) => Err(e),
         };
-        match copied {
-            Ok(template) => {
-                let _ = self.lean.set(template.join(TEMPLATE_PLUGINS));
+        if let Err(e) = copied {
+            tracing::warn!("RabbitMQ boots cold: no template node directory ({e})");
+            let _ = std::fs::remove_dir_all(self.dir.join("mnesia"));
+        }
+        match lean_home(&self.dir.join("home")) {
+            Ok(server) => {
+                let _ = self.lean.set(server);
             }
-            Err(e) => {
-                tracing::warn!("RabbitMQ boots cold: no template node directory ({e})");
-                let _ = std::fs::remove_dir_all(self.dir.join("mnesia"));
-            }
+            Err(e) => tracing::warn!("RabbitMQ runs from its stock home: {e}"),
         }
         self.boot(run).await
     }
@@ -131,7 +125,8 @@ impl RabbitSpec {
         std::fs::write(self.dir.join("enabled_plugins"), "[].\n")
             .map_err(EngineError::io("write enabled_plugins"))?;
         let d = |sub: &str| self.dir.join(sub).to_string_lossy().into_owned();
-        let mut cmd = self.node_command(SERVER);
+        let server = self.lean.get().map_or(Path::new(SERVER), PathBuf::as_path);
+        let mut cmd = self.node_command(server);
         cmd.env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
             .env("RABBITMQ_NODE_PORT", self.port.to_string())
             .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
@@ -141,10 +136,6 @@ impl RabbitSpec {
             .env("RABBITMQ_ENABLED_PLUGINS_FILE", d("enabled_plugins"))
             .env("RABBITMQ_CONFIG_FILE", d("rabbitmq"))
             .env("RABBITMQ_PID_FILE", d("pid"));
-        if let Some(plugins) = self.lean.get() {
-            cmd.env("RABBITMQ_PLUGINS_DIR", plugins)
-                .env("RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS", LEAN_ERL_ARGS);
-        }
         drop_root(&mut cmd, "rabbitmq", &self.dir)?;
         let log = run.log(&format!("rabbitmq{}", self.label));
         let mut broker = ChildProcess::spawn("rabbitmq", cmd, &run.id, &log, false)?;
@@ -157,7 +148,7 @@ impl RabbitSpec {
 impl RabbitSpec {
     /// A program of this node (the server, rabbitmqctl): run in its directory with a clean
     /// environment naming the node and its epmd.
-    fn node_command(&self, program: &str) -> Command {
+    fn node_command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut cmd = Command::new(program);
         cmd.current_dir(&self.dir)
             .env_clear()
@@ -210,16 +201,11 @@ impl RabbitSpec {
     }
 }
 
-/// The cached template, `$TMPDIR/chaos/rabbitmq-template-<server>-otp<version>/`: `mnesia`,
-/// the node directory of a broker that booted once from nothing and stopped cleanly, and
-/// `plugins`, links to the broker's own applications ([`lean_plugins`]). Built in the run's
-/// own directory and renamed into place, so concurrent runs never see half of one.
+/// The cached template: `$TMPDIR/chaos/rabbitmq-template-<server>-otp<version>/mnesia`, the
+/// node directory of a broker that booted once from nothing and stopped cleanly. Built in the
+/// run's own directory and renamed into place, so concurrent runs never see half of one.
 async fn template_dir(run: &RunDir) -> Result<PathBuf, EngineError> {
-    // `/usr/lib/rabbitmq/lib/rabbitmq_server-<version>/sbin/rabbitmq-server`.
-    let home = std::fs::canonicalize(SERVER)
-        .ok()
-        .and_then(|p| Some(p.parent()?.parent()?.to_path_buf()));
-    let server = home
+    let server = stock_home()
         .as_deref()
         .and_then(Path::file_name)
         .map_or_else(|| "rabbitmq".into(), |n| n.to_string_lossy().into_owned());
@@ -237,7 +223,7 @@ async fn template_dir(run: &RunDir) -> Result<PathBuf, EngineError> {
     // Written last, inside the template before it is renamed into place: a cache without it
     // is no template (a tmp cleaner's leftovers, an older layout) and is replaced.
     let complete = cache.join(TEMPLATE_MARK);
-    if complete.is_file() && cache.join(TEMPLATE_PLUGINS).is_dir() {
+    if complete.is_file() {
         return Ok(cache);
     }
     if cache.exists() {
@@ -277,17 +263,6 @@ async fn template_dir(run: &RunDir) -> Result<PathBuf, EngineError> {
     std::fs::create_dir_all(&made).map_err(EngineError::io("create template dir"))?;
     std::fs::rename(spec.dir.join("mnesia"), made.join("mnesia"))
         .map_err(EngineError::io("move the template's node directory"))?;
-    let stock = home
-        .map(|h| h.join("plugins"))
-        .ok_or_else(|| EngineError::Other(format!("{SERVER} is not in a RabbitMQ home")))?;
-    let links = made.join(TEMPLATE_PLUGINS);
-    std::fs::create_dir_all(&links).map_err(EngineError::io("create the template's plugins"))?;
-    for app in lean_plugins(&stock).map_err(EngineError::Other)? {
-        let name = app.file_name().expect("a plugins entry has a name");
-        std::os::unix::fs::symlink(&app, links.join(name)).map_err(EngineError::io(
-            "link an application into the template's plugins",
-        ))?;
-    }
     std::fs::write(made.join(TEMPLATE_MARK), format!("{server} otp{otp}\n"))
         .map_err(EngineError::io("mark the template complete"))?;
     std::fs::create_dir_all(cache.parent().expect("the cache has a parent"))
@@ -301,6 +276,47 @@ async fn template_dir(run: &RunDir) -> Result<PathBuf, EngineError> {
             source: e,
         }),
     }
+}
+
+/// The package's RabbitMQ home, `/usr/lib/rabbitmq/lib/rabbitmq_server-<version>`: where the
+/// server script really is (`/usr/lib/rabbitmq/bin/rabbitmq-server` links into its `sbin`).
+fn stock_home() -> Option<PathBuf> {
+    let server = std::fs::canonicalize(SERVER).ok()?;
+    Some(server.parent()?.parent()?.to_path_buf())
+}
+
+/// Make `home`, a RabbitMQ home for one run's broker, and answer its server script. The
+/// server's scripts put `<home>/plugins` on the VM's code path (`ERL_LIBS`), `<home>` being
+/// where the scripts really are, so the scripts are copied (a link would resolve to the
+/// stock home) and `plugins` holds links to the broker's own applications only
+/// ([`lean_plugins`]). Most of a boot is loading every module of every application on the
+/// path and searching the path's directories for each: 20 applications instead of 70.
+fn lean_home(home: &Path) -> Result<PathBuf, String> {
+    let stock = stock_home().ok_or_else(|| format!("{SERVER} is not in a RabbitMQ home"))?;
+    let fail = |what: &str, p: &Path, e: std::io::Error| format!("{what} {}: {e}", p.display());
+    let sbin = home.join("sbin");
+    let plugins = home.join("plugins");
+    for dir in [&sbin, &plugins] {
+        std::fs::create_dir_all(dir).map_err(|e| fail("create", dir, e))?;
+    }
+    let stock_sbin = stock.join("sbin");
+    for entry in std::fs::read_dir(&stock_sbin).map_err(|e| fail("read", &stock_sbin, e))? {
+        let from = entry.map_err(|e| fail("read", &stock_sbin, e))?.path();
+        let to = sbin.join(from.file_name().expect("a directory entry has a name"));
+        std::fs::copy(&from, &to).map_err(|e| fail("copy", &from, e))?;
+    }
+    let link = |from: &Path, to: PathBuf| {
+        std::os::unix::fs::symlink(from, &to).map_err(|e| fail("link", &to, e))
+    };
+    link(&stock.join("escript"), home.join("escript"))?;
+    for app in lean_plugins(&stock.join("plugins"))? {
+        let name = app
+            .file_name()
+            .expect("a plugins entry has a name")
+            .to_owned();
+        link(&app, plugins.join(name))?;
+    }
+    Ok(sbin.join("rabbitmq-server"))
 }
 
 /// The directories of `stock` (a RabbitMQ plugins directory of `<app>-<version>` entries)
@@ -343,12 +359,21 @@ fn lean_plugins(stock: &Path) -> Result<Vec<PathBuf>, String> {
 
 /// The names in an application resource file's `{applications, [a, b, ...]}`.
 fn app_dependencies(app_file: &str) -> Option<Vec<String>> {
-    let start = app_file.find("{applications")?;
-    let rest = &app_file[start..];
-    let list = &rest[rest.find('[')? + 1..rest.find(']')?];
+    let mut rest = app_file;
+    // The key itself, `{applications` then a comma, not a longer key that begins so.
+    let after = loop {
+        let at = rest.find("{applications")? + "{applications".len();
+        let tail = rest[at..].trim_start();
+        if let Some(tail) = tail.strip_prefix(',') {
+            break tail.trim_start();
+        }
+        rest = &rest[at..];
+    };
+    let list = after.strip_prefix('[')?;
+    let list = &list[..list.find(']')?];
     Some(
         list.split(',')
-            .map(str::trim)
+            .map(|a| a.trim().trim_matches('\''))
             .filter(|a| !a.is_empty())
             .map(str::to_string)
             .collect(),
@@ -422,6 +447,58 @@ mod tests {
                 "rabbit_common-3.10.8"
             ]
         );
+    }
+
+    #[test]
+    fn app_dependencies_read_the_key_itself_and_unquote_its_atoms() {
+        let file = "{application, x, [{applications_note, \"not it\"},\n {applications ,\n  ['rabbit_common', kernel]}]}.";
+        assert_eq!(app_dependencies(file).unwrap(), ["rabbit_common", "kernel"]);
+        assert_eq!(app_dependencies("{applications, ] ["), None);
+        assert_eq!(app_dependencies("{vsn, \"1\"}"), None);
+    }
+
+    /// On the installed package (the project's setup installs it): the server's own scripts,
+    /// run from the lean home, put only its `plugins` on the VM's code path, and that holds
+    /// the broker's applications and none of the plugins.
+    #[test]
+    fn a_lean_home_puts_only_the_brokers_applications_on_the_code_path() {
+        let dir = scratch("lean-home");
+        let server =
+            lean_home(&dir.join("home")).expect("rabbitmq-server is installed (scripts/setup.sh)");
+        // The first lines of the server script, then the function it calls to set ERL_LIBS.
+        let probe = server.with_file_name("probe");
+        std::fs::write(
+            &probe,
+            "SCRIPTS_DIR=$(dirname \"$0\")\n. \"$SCRIPTS_DIR/rabbitmq-env\"\n_rmq_env_set_erl_libs\necho \"$ERL_LIBS\"\n",
+        )
+        .unwrap();
+        let out = std::process::Command::new("sh")
+            .arg(&probe)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .unwrap();
+        let libs = String::from_utf8(out.stdout.clone()).unwrap();
+        assert_eq!(
+            libs.trim(),
+            dir.join("home/plugins").display().to_string(),
+            "{out:?}"
+        );
+        let apps: Vec<String> = std::fs::read_dir(dir.join("home/plugins"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(apps.iter().any(|a| a.starts_with("rabbit-")), "{apps:?}");
+        assert!(apps.iter().any(|a| a.starts_with("ra-")), "{apps:?}");
+        assert!(
+            !apps.iter().any(|a| a.starts_with("rabbitmq_management")),
+            "{apps:?}"
+        );
+        let stock = std::fs::read_dir(stock_home().unwrap().join("plugins"))
+            .unwrap()
+            .count();
+        assert!(apps.len() * 2 < stock, "{} of {stock}", apps.len());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -153,15 +153,16 @@ impl Job {
         // its injection began (a kill, a toxic or a pause takes effect somewhere inside the
         // call that makes it, which can take a docker round trip) to the moment its heal was
         // done. An op invoked while the injection was under way is not steady.
-        let time_us = match action {
-            FaultAction::Inject => started_us,
-            FaultAction::Heal => done_us,
+        let (time_us, effective_us) = match action {
+            FaultAction::Inject => (started_us, done_us),
+            FaultAction::Heal => (done_us, started_us),
         };
         self.rec.record(Record::Fault(FaultEvent {
             fault: self.index,
             name: self.name.clone(),
             action,
             time_us,
+            effective_us: Some(effective_us),
             error: error.clone(),
         }));
         (self.progress)(Progress::Fault {

@@ -15,12 +15,13 @@ rabbit_env() {
     export RABBITMQ_ENABLED_PLUGINS_FILE=/etc/rabbitmq/enabled_plugins
     export RABBITMQ_CONFIG_FILE=/etc/rabbitmq/rabbitmq
 }
-# As the local environment's broker runs (harness/engine/src/env/rabbitmq.rs): its code path
-# only the broker's own applications, cached.
-rabbit_lean() {
-    if [ -d /var/lib/chaos/rabbit-plugins ]; then
-        export RABBITMQ_PLUGINS_DIR=/var/lib/chaos/rabbit-plugins
-        export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-code_path_cache
+# As the local environment's broker runs (harness/engine/src/env/rabbitmq.rs): from a
+# RabbitMQ home whose plugins (the scripts' ERL_LIBS) are the broker's own applications.
+rabbit_server() {
+    if [ -x /var/lib/chaos/rabbit-home/sbin/rabbitmq-server ]; then
+        echo /var/lib/chaos/rabbit-home/sbin/rabbitmq-server
+    else
+        echo /usr/lib/rabbitmq/bin/rabbitmq-server
     fi
 }
 case "$service" in
@@ -37,11 +38,16 @@ pg-template)
     ;;
 rabbit-template)
     # At image build time: the node directory of a broker booted once from nothing and
-    # stopped cleanly, copied into each run's volume, and links to the broker's own
-    # applications, `rabbit` and what it needs by each one's .app file, transitively.
+    # stopped cleanly, copied into each run's volume; and a RabbitMQ home of copied scripts
+    # whose plugins are links to the broker's own applications, `rabbit` and what it needs
+    # by each one's .app file, transitively (the scripts put <home>/plugins on the code path).
     rabbit_env
-    mkdir -p "$HOME" /var/lib/chaos/rabbit-plugins
-    plugins=$(ls -d /usr/lib/rabbitmq/lib/rabbitmq_server-*/plugins | tail -n 1)
+    stock=$(ls -d /usr/lib/rabbitmq/lib/rabbitmq_server-* | tail -n 1)
+    test -d "$stock/plugins"
+    home=/var/lib/chaos/rabbit-home
+    mkdir -p "$HOME" "$home/plugins"
+    cp -r "$stock/sbin" "$home/sbin"
+    ln -s "$stock/escript" "$home/escript"
     erl -noshell -eval '
         [Dir, Out] = init:get_plain_arguments(),
         Apps = maps:from_list(
@@ -50,6 +56,7 @@ rabbit-template)
                  [N, _] = string:split(filename:basename(P), "-", trailing),
                  {list_to_atom(N), P}
              end || E <- filelib:wildcard(Dir ++ "/*/ebin")]),
+        true = maps:is_key(rabbit, Apps),
         Walk = fun W([], Seen) -> Seen;
                    W([A | T], Seen) ->
                        case {maps:find(A, Apps), lists:member(A, Seen)} of
@@ -63,9 +70,14 @@ rabbit-template)
         [ok = file:make_symlink(maps:get(A, Apps),
                                 filename:join(Out, filename:basename(maps:get(A, Apps))))
          || A <- Walk([rabbit], [])],
-        halt().' -extra "$plugins" /var/lib/chaos/rabbit-plugins
+        halt().' -extra "$stock/plugins" "$home/plugins"
+    test -d "$home/plugins/$(basename "$(ls -d "$stock"/plugins/rabbit-[0-9]*)")"
+    # One cookie before the server and rabbitmqctl both look for it.
+    od -An -N20 -tx1 /dev/urandom | tr -d ' \n' >"$HOME/.erlang.cookie"
+    chmod 400 "$HOME/.erlang.cookie"
     /usr/lib/rabbitmq/bin/rabbitmq-server >/tmp/rabbit-template.log 2>&1 &
-    /usr/lib/rabbitmq/bin/rabbitmqctl -n rabbit@localhost -q wait "$RABBITMQ_PID_FILE" --timeout 120
+    /usr/lib/rabbitmq/bin/rabbitmqctl -n rabbit@localhost -q wait "$RABBITMQ_PID_FILE" --timeout 120 ||
+        { cat /tmp/rabbit-template.log >&2; exit 1; }
     /usr/lib/rabbitmq/bin/rabbitmqctl -n rabbit@localhost -q stop
     wait
     epmd -kill >/dev/null 2>&1 || true
@@ -92,12 +104,11 @@ redis)
     ;;
 rabbitmq)
     rabbit_env
-    rabbit_lean
     mkdir -p "$HOME"
     if [ ! -d "$RABBITMQ_MNESIA_BASE" ] && [ -d /var/lib/chaos/rabbit-template ]; then
         cp -a /var/lib/chaos/rabbit-template "$RABBITMQ_MNESIA_BASE"
     fi
-    exec /usr/lib/rabbitmq/bin/rabbitmq-server
+    exec "$(rabbit_server)"
     ;;
 rabbitmqctl)
     rabbit_env
