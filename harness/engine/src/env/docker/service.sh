@@ -71,7 +71,7 @@ rabbit-template)
                                 filename:join(Out, filename:basename(maps:get(A, Apps))))
          || A <- Walk([rabbit], [])],
         halt().' -extra "$stock/plugins" "$home/plugins"
-    test -d "$home/plugins/$(basename "$(ls -d "$stock"/plugins/rabbit-[0-9]*)")"
+    ls -d "$home"/plugins/rabbit-[0-9]* >/dev/null
     # One cookie before the server and rabbitmqctl both look for it.
     od -An -N20 -tx1 /dev/urandom | tr -d ' \n' >"$HOME/.erlang.cookie"
     chmod 400 "$HOME/.erlang.cookie"
