@@ -153,8 +153,8 @@ pub fn check_all(scenario: &Scenario, history: &History, evidence: &Evidence) ->
 type Job<'a> = Box<dyn FnOnce() -> CheckResult + Send + 'a>;
 
 /// Run the jobs on as many threads as the machine has cores (each thread takes the next job,
-/// from the back, when it finishes one) and answer in the jobs' order, whatever order they finish in. A
-/// checker's panic (a harness bug) goes on to the caller.
+/// from the back, when it finishes one) and answer in the jobs' order, whatever order they
+/// finish in. A checker's panic (a harness bug) goes on to the caller.
 fn run_jobs(jobs: Vec<Job<'_>>) -> Vec<CheckResult> {
     let threads = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
