@@ -209,8 +209,13 @@ async fn driver(base: &str, rate: f64) -> (f64, Vec<f64>) {
     let _ = std::fs::remove_dir_all(&dir);
     let h = History::from_jsonl(&text).expect("the driver writes a history");
     let ops = h.ops();
-    let not_ok = ops.iter().filter(|o| o.outcome != Outcome::Ok).count();
-    assert_eq!(not_ok, 0, "the trivial endpoint answers every op");
+    let not_ok: Vec<_> = ops.iter().filter(|o| o.outcome != Outcome::Ok).collect();
+    assert!(
+        not_ok.is_empty(),
+        "the trivial endpoint answers every op: {} did not, the first {:?}",
+        not_ok.len(),
+        not_ok.first().map(|o| (o.outcome, o.error))
+    );
     let end_us = ops.iter().filter_map(|o| o.complete_us).max().unwrap_or(1);
     let mut lat: Vec<f64> = ops
         .iter()

@@ -2,12 +2,14 @@
 //! came back, and distinguishes "never sent" from "sent, answer lost", which decide fail
 //! versus info.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chaos_model::Slot;
 use serde_json::{Value, json};
 
 use super::calendar::{NARROW_SLOT_MINUTES, format_date};
+use super::http1::{Failure, Http1};
 
 /// What one request came to.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,47 +60,45 @@ impl Request {
     }
 }
 
-/// How long an idle connection to a replica is kept for reuse.
+/// How long an idle connection to a replica is kept for reuse: short, so that after a fault
+/// few connections idle long enough to have gone stale, and well under a server's own
+/// keep-alive limit (hyper's is 30 s).
 const POOL_IDLE: Duration = Duration::from_secs(5);
 
+/// The replicas' clients: one keep-alive pool each.
 #[derive(Clone)]
 pub struct TargetClient {
-    http: reqwest::Client,
-    bases: Vec<String>,
+    replicas: Arc<Vec<Http1>>,
+    op_timeout: Duration,
 }
 
 impl TargetClient {
-    /// A client of the replicas at `bases`, with a deadline per request.
+    /// A client of the replicas at `bases` (`http://host:port`), with a deadline per request.
     pub fn new(bases: Vec<String>, op_timeout: Duration) -> TargetClient {
         assert!(
             !bases.is_empty(),
             "a target client needs at least one replica"
         );
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(op_timeout)
-            .connect_timeout(op_timeout.min(Duration::from_secs(1)))
-            // A hidden retry would turn one op into two requests behind the history's back.
-            .retry(reqwest::retry::never())
-            // As many idle connections as requests may be in flight: a smaller pool would close
-            // and reopen connections at every burst (a handshake per op, at high rates most of
-            // the driver's cost).
-            .pool_max_idle_per_host(super::driver::MAX_IN_FLIGHT)
-            // Short, so that after a fault few connections idle long enough to have gone
-            // stale, and well under a server's own keep-alive limit (hyper's is 30 s).
-            .pool_idle_timeout(POOL_IDLE)
-            .build()
-            .expect("reqwest client builds");
-        TargetClient { http, bases }
+        let connect = op_timeout.min(Duration::from_secs(1));
+        TargetClient {
+            replicas: Arc::new(
+                bases
+                    .iter()
+                    .map(|b| Http1::new(b, POOL_IDLE, connect))
+                    .collect(),
+            ),
+            op_timeout,
+        }
     }
 
     /// How many replicas the client spreads over.
     pub fn replicas(&self) -> u32 {
-        u32::try_from(self.bases.len()).expect("fewer than 4G replicas")
+        u32::try_from(self.replicas.len()).expect("fewer than 4G replicas")
     }
 
     /// Send `req` to replica `replica` (0-based, taken modulo the replicas) with `token` as
-    /// its bearer token and `traceparent` as its W3C trace context.
+    /// its bearer token and `traceparent` as its W3C trace context. Never retried here: a
+    /// hidden retry would turn one op into two requests behind the history's back.
     pub async fn send(
         &self,
         replica: u32,
@@ -106,100 +106,110 @@ impl TargetClient {
         traceparent: &str,
         req: &Request,
     ) -> Reply {
-        let base = &self.bases[replica as usize % self.bases.len()];
-        let url = |path: &str| format!("{base}{path}");
-        let mut b = match req {
-            Request::Login { patient } => self.http.post(url("/api/v1/sessions")).json(
-                &json!({ "username": format!("patient-{patient}"), "password": format!("pw-{patient}") }),
-            ),
-            Request::Availability { slot } => self
-                .http
-                .get(url(&format!(
-                    "/api/v1/providers/{}/available-slots",
-                    slot.provider
-                )))
-                .query(&[("date", format_date(slot.start))]),
-            Request::Book { slot, key } => {
-                let b = self
-                    .http
-                    .post(url("/api/v1/appointments"))
-                    .json(&json!({ "provider_id": slot.provider, "start": slot.start }));
-                match key {
-                    Some(k) => b.header("Idempotency-Key", k),
-                    None => b,
-                }
+        let http = &self.replicas[replica as usize % self.replicas.len()];
+        let (method, path, body) = route(req);
+        let mut head = String::with_capacity(256);
+        head.push_str(method);
+        head.push(' ');
+        head.push_str(&path);
+        head.push_str(" HTTP/1.1\r\nhost: ");
+        head.push_str(http.authority());
+        head.push_str("\r\ntraceparent: ");
+        head.push_str(traceparent);
+        head.push_str("\r\n");
+        let bearer = match req {
+            Request::Forged { token } => Some(token.as_str()),
+            _ => token.filter(|_| req.needs_session()),
+        };
+        if let Some(t) = bearer {
+            head.push_str("authorization: Bearer ");
+            head.push_str(t);
+            head.push_str("\r\n");
+        }
+        if let Request::Book { key: Some(k), .. } = req {
+            head.push_str("idempotency-key: ");
+            head.push_str(k);
+            head.push_str("\r\n");
+        }
+        let wire = match &body {
+            Some(b) => {
+                let b = serde_json::to_vec(b).expect("a request body serialises");
+                head.push_str("content-type: application/json\r\ncontent-length: ");
+                head.push_str(&b.len().to_string());
+                head.push_str("\r\n\r\n");
+                let mut w = head.into_bytes();
+                w.extend_from_slice(&b);
+                w
             }
-            Request::Forged { token } => self
-                .http
-                .get(url("/api/v1/providers"))
-                .bearer_auth(token),
-            Request::Readiness => self.http.get(url("/health/readiness")),
-            Request::Cancel { appointment } => self
-                .http
-                .post(url(&format!("/api/v1/appointments/{appointment}/cancel"))),
-            Request::Reschedule { appointment, start } => self
-                .http
-                .post(url(&format!(
-                    "/api/v1/appointments/{appointment}/reschedule"
-                )))
-                .json(&json!({ "start": start })),
-            Request::Waitlist { slot } => self
-                .http
-                .post(url("/api/v1/waitlist"))
-                .json(&json!({ "provider_id": slot.provider, "start": slot.start })),
-            Request::ScheduleChange { provider, hours } => {
-                let weekly: Vec<Value> = (0..5)
-                    .map(|weekday| {
-                        json!({
-                            "weekday": weekday,
-                            "start_minute": hours[0],
-                            "end_minute": hours[1],
-                            "slot_minutes": NARROW_SLOT_MINUTES,
-                        })
-                    })
-                    .collect();
-                self.http
-                    .put(url(&format!("/api/v1/providers/{provider}/schedule")))
-                    .json(&json!({ "weekly": weekly }))
+            None => {
+                head.push_str("\r\n");
+                head.into_bytes()
             }
         };
-        if let Some(t) = token.filter(|_| req.needs_session()) {
-            b = b.bearer_auth(t);
+        match http.send(&wire, self.op_timeout).await {
+            Ok(a) => Reply::Answer {
+                status: a.status,
+                body: serde_json::from_slice(&a.body).unwrap_or(Value::Null),
+                retry_after: a.retry_after,
+            },
+            Err(Failure::NotSent(e)) => Reply::NotSent(e),
+            Err(Failure::Lost(e)) => Reply::Lost(e),
         }
-        send(b.header("traceparent", traceparent)).await
     }
 }
 
-async fn send(req: reqwest::RequestBuilder) -> Reply {
-    match req.send().await {
-        Ok(resp) => {
-            let status = resp.status().as_u16();
-            let retry_after = resp
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok());
-            match resp.bytes().await {
-                Ok(b) => Reply::Answer {
-                    status,
-                    body: serde_json::from_slice(&b).unwrap_or(Value::Null),
-                    retry_after,
-                },
-                Err(e) => Reply::Lost(format!("reading the answer: {e}")),
-            }
+/// A request's method, path (with its query) and JSON body.
+fn route(req: &Request) -> (&'static str, String, Option<Value>) {
+    let slot_body =
+        |slot: &Slot| Some(json!({ "provider_id": slot.provider, "start": slot.start }));
+    match req {
+        Request::Login { patient } => (
+            "POST",
+            "/api/v1/sessions".into(),
+            Some(
+                json!({ "username": format!("patient-{patient}"), "password": format!("pw-{patient}") }),
+            ),
+        ),
+        // A date is digits and dashes: nothing in the query needs escaping.
+        Request::Availability { slot } => (
+            "GET",
+            format!(
+                "/api/v1/providers/{}/available-slots?date={}",
+                slot.provider,
+                format_date(slot.start)
+            ),
+            None,
+        ),
+        Request::Book { slot, .. } => ("POST", "/api/v1/appointments".into(), slot_body(slot)),
+        Request::Forged { .. } => ("GET", "/api/v1/providers".into(), None),
+        Request::Readiness => ("GET", "/health/readiness".into(), None),
+        Request::Cancel { appointment } => (
+            "POST",
+            format!("/api/v1/appointments/{appointment}/cancel"),
+            None,
+        ),
+        Request::Reschedule { appointment, start } => (
+            "POST",
+            format!("/api/v1/appointments/{appointment}/reschedule"),
+            Some(json!({ "start": start })),
+        ),
+        Request::Waitlist { slot } => ("POST", "/api/v1/waitlist".into(), slot_body(slot)),
+        Request::ScheduleChange { provider, hours } => {
+            let weekly: Vec<Value> = (0..5)
+                .map(|weekday| {
+                    json!({
+                        "weekday": weekday,
+                        "start_minute": hours[0],
+                        "end_minute": hours[1],
+                        "slot_minutes": NARROW_SLOT_MINUTES,
+                    })
+                })
+                .collect();
+            (
+                "PUT",
+                format!("/api/v1/providers/{provider}/schedule"),
+                Some(json!({ "weekly": weekly })),
+            )
         }
-        Err(e) if e.is_connect() => Reply::NotSent(error_chain(&e)),
-        Err(e) => Reply::Lost(error_chain(&e)),
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

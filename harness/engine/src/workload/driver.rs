@@ -970,7 +970,10 @@ mod tests {
         assert!(ops.len() < 10, "{} probes of 200 were sent", ops.len());
         assert!(
             ops.iter().all(|o| o.complete_us.is_none()),
-            "no probe was answered, and none was recorded as if it had been"
+            "no probe was answered, and none was recorded as if it had been: {:?}",
+            ops.iter()
+                .find(|o| o.complete_us.is_some())
+                .map(|o| (o.outcome, o.error))
         );
         assert!(accepted.load(std::sync::atomic::Ordering::SeqCst) <= ops.len());
     }

@@ -5,6 +5,7 @@
 mod calendar;
 mod client;
 mod driver;
+mod http1;
 mod plan;
 mod retry;
 
