@@ -14,7 +14,7 @@ use super::clock::Clock;
 use crate::error::EngineError;
 
 /// Bytes of history gathered before they go to the file.
-const WRITE_BUFFER: usize = 1 << 20;
+const WRITE_BUFFER: usize = 256 << 10;
 
 /// Live counts of what has been recorded so far.
 #[derive(Debug, Default)]
@@ -53,7 +53,8 @@ impl Recorder {
         let what = path.display().to_string();
         let task = tokio::spawn(async move {
             // Each flush of a tokio file is a hop to the blocking pool: at 50k ops a second an
-            // 8 KiB buffer made that hop (two thread wake-ups) 10k times a second.
+            // 8 KiB buffer made that hop (two thread wake-ups) 10k times a second. What is
+            // buffered is written when the run ends, interrupted or not.
             let mut out = BufWriter::with_capacity(WRITE_BUFFER, tokio::fs::File::from_std(file));
             let mut n = 0u64;
             while let Some(r) = rx.recv().await {

@@ -121,14 +121,22 @@ impl TargetClient {
             Request::Forged { token } => Some(token.as_str()),
             _ => token.filter(|_| req.needs_session()),
         };
-        if let Some(t) = bearer {
-            head.push_str("authorization: Bearer ");
-            head.push_str(t);
-            head.push_str("\r\n");
-        }
-        if let Request::Book { key: Some(k), .. } = req {
-            head.push_str("idempotency-key: ");
-            head.push_str(k);
+        let key = match req {
+            Request::Book { key: Some(k), .. } => Some(k.as_str()),
+            _ => None,
+        };
+        // The token came from the target's answer: one that would break the request's head
+        // is never sent.
+        for (name, v) in [
+            ("authorization: Bearer ", bearer),
+            ("idempotency-key: ", key),
+        ] {
+            let Some(v) = v else { continue };
+            if v.is_empty() || !v.bytes().all(|b| b.is_ascii_graphic()) {
+                return Reply::NotSent(format!("{} is not a header value: {v:?}", name.trim_end()));
+            }
+            head.push_str(name);
+            head.push_str(v);
             head.push_str("\r\n");
         }
         let wire = match &body {
@@ -141,8 +149,12 @@ impl TargetClient {
                 w.extend_from_slice(&b);
                 w
             }
-            None => {
+            None if method == "GET" => {
                 head.push_str("\r\n");
+                head.into_bytes()
+            }
+            None => {
+                head.push_str("content-length: 0\r\n\r\n");
                 head.into_bytes()
             }
         };
@@ -185,12 +197,12 @@ fn route(req: &Request) -> (&'static str, String, Option<Value>) {
         Request::Readiness => ("GET", "/health/readiness".into(), None),
         Request::Cancel { appointment } => (
             "POST",
-            format!("/api/v1/appointments/{appointment}/cancel"),
+            format!("/api/v1/appointments/{}/cancel", segment(appointment)),
             None,
         ),
         Request::Reschedule { appointment, start } => (
             "POST",
-            format!("/api/v1/appointments/{appointment}/reschedule"),
+            format!("/api/v1/appointments/{}/reschedule", segment(appointment)),
             Some(json!({ "start": start })),
         ),
         Request::Waitlist { slot } => ("POST", "/api/v1/waitlist".into(), slot_body(slot)),
@@ -210,6 +222,51 @@ fn route(req: &Request) -> (&'static str, String, Option<Value>) {
                 format!("/api/v1/providers/{provider}/schedule"),
                 Some(json!({ "weekly": weekly })),
             )
+        }
+    }
+}
+
+/// `s` as one path segment: every byte but RFC 3986's unreserved ones percent-encoded (an
+/// appointment id comes from the target's answer).
+fn segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_the_target_said_cannot_break_a_request() {
+        assert_eq!(segment("a1b2-c3"), "a1b2-c3");
+        assert_eq!(segment("a/b c\r\n"), "a%2Fb%20c%0D%0A");
+        let (_, path, _) = route(&Request::Cancel {
+            appointment: "x y".into(),
+        });
+        assert_eq!(path, "/api/v1/appointments/x%20y/cancel");
+    }
+
+    #[tokio::test]
+    async fn a_token_that_is_no_header_value_is_never_sent() {
+        // No server: a request that got as far as connecting would say so.
+        let c = TargetClient::new(vec!["http://127.0.0.1:1".into()], Duration::from_secs(1));
+        let req = Request::Availability {
+            slot: Slot {
+                provider: 1,
+                start: 0,
+            },
+        };
+        match c.send(0, Some("tok\r\nx: y"), "00-0-0-01", &req).await {
+            Reply::NotSent(e) => assert!(e.contains("not a header value"), "{e}"),
+            other => panic!("expected a refusal to send, got {other:?}"),
         }
     }
 }

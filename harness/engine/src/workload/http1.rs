@@ -12,6 +12,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::os::fd::AsRawFd;
+
+use nix::sys::socket::{MsgFlags, recv};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -37,6 +40,8 @@ pub(crate) enum Failure {
 /// Heads larger than this are not of the target's answers.
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 64;
+/// Bodies larger than this are not of the target's answers either.
+const MAX_BODY: usize = 16 << 20;
 
 /// A pool of keep-alive connections to one `host:port`.
 pub(crate) struct Http1 {
@@ -48,24 +53,49 @@ pub(crate) struct Http1 {
     connect_timeout: Duration,
 }
 
+/// What waits for a connection: the connection, or why the request's own connect failed.
+type Waiter = oneshot::Sender<Result<TcpStream, String>>;
+
 #[derive(Default)]
 struct Pool {
+    /// Idle connections, oldest first (each pushed when put back).
     idle: Vec<(TcpStream, Instant)>,
     /// Requests waiting for a connection, oldest first, by id.
-    waiting: VecDeque<(u64, oneshot::Sender<TcpStream>)>,
+    waiting: VecDeque<(u64, Waiter)>,
     next_id: u64,
 }
 
 impl Pool {
     /// Give `c` to the oldest request still waiting, or keep it idle.
-    fn hand_over(&mut self, mut c: TcpStream) {
+    fn hand_over(&mut self, c: TcpStream) {
+        let mut c = Ok(c);
         while let Some((_, w)) = self.waiting.pop_front() {
             match w.send(c) {
                 Ok(()) => return,
                 Err(back) => c = back, // that request gave up
             }
         }
-        self.idle.push((c, Instant::now()));
+        if let Ok(c) = c {
+            self.idle.push((c, Instant::now()));
+        }
+    }
+
+    /// Answer request `id` with `r` if it still waits; a connection it no longer wants goes
+    /// to the next one.
+    fn answer(&mut self, id: u64, r: Result<TcpStream, String>) {
+        match self.waiting.iter().position(|(w, _)| *w == id) {
+            Some(i) => {
+                let (_, w) = self.waiting.remove(i).expect("the position is in range");
+                if let Err(Ok(c)) = w.send(r) {
+                    self.hand_over(c);
+                }
+            }
+            None => {
+                if let Ok(c) = r {
+                    self.hand_over(c);
+                }
+            }
+        }
     }
 }
 
@@ -97,8 +127,22 @@ impl Http1 {
     /// within `deadline`.
     pub(crate) async fn send(&self, request: &[u8], deadline: Duration) -> Result<Answer, Failure> {
         let start = tokio::time::Instant::now();
-        let mut conn = self.checkout(deadline).await.map_err(Failure::NotSent)?;
+        let mut conn = match tokio::time::timeout(deadline, self.checkout(deadline)).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(Failure::NotSent(e)),
+            Err(_) => {
+                return Err(Failure::NotSent(format!(
+                    "timed out after {deadline:?} waiting for a connection"
+                )));
+            }
+        };
         let left = deadline.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            // A request written with no time left could only be lost.
+            return Err(Failure::NotSent(format!(
+                "timed out after {deadline:?} before it was sent"
+            )));
+        }
         match tokio::time::timeout(left, exchange(&mut conn, request)).await {
             Ok(Ok((answer, keep))) => {
                 if keep {
@@ -112,73 +156,81 @@ impl Http1 {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Pool> {
-        self.pool.lock().expect("the pool's lock is never poisoned")
+        lock(&self.pool)
     }
 
     /// A connection to send on: an idle one that is still open, else whichever comes first
-    /// of a new one (connected for this request) and one another request puts back, as
-    /// hyper's pool does, so a burst opens no more connections than it needs. A connection
-    /// this request opened and did not use goes to the next request or the pool.
+    /// of the one this request opens and one another request puts back (so a burst opens
+    /// no more connections than it needs). The connect started for a request answers that
+    /// request while it waits: with the connection, or with why it failed; so every waiting
+    /// request is answered by its own connect's end at the latest. A connection whose
+    /// request was already served goes to the oldest waiting one, or to the pool.
     async fn checkout(&self, deadline: Duration) -> Result<TcpStream, String> {
-        let (id, rx) = {
+        let (stale, ready) = {
             let mut pool = self.lock();
-            if let Some(c) = self.reuse(&mut pool) {
-                return Ok(c);
-            }
-            let (tx, rx) = oneshot::channel();
-            let id = pool.next_id;
-            pool.next_id += 1;
-            pool.waiting.push_back((id, tx));
-            (id, rx)
+            let stale = self.expired(&mut pool);
+            let ready = match take_open(&mut pool) {
+                Some(c) => Ok(c),
+                None => {
+                    let (tx, rx) = oneshot::channel();
+                    let id = pool.next_id;
+                    pool.next_id += 1;
+                    pool.waiting.push_back((id, tx));
+                    Err((id, rx))
+                }
+            };
+            (stale, ready)
+        };
+        // Closed outside the lock: a burst may leave thousands behind.
+        drop(stale);
+        let (id, rx) = match ready {
+            Ok(c) => return Ok(c),
+            Err(waiting) => waiting,
         };
         let within = self.connect_timeout.min(deadline);
-        let (err_tx, err_rx) = oneshot::channel();
         let (authority, pool) = (Arc::clone(&self.authority), Arc::clone(&self.pool));
         tokio::spawn(async move {
-            let failed = match tokio::time::timeout(within, TcpStream::connect(&*authority)).await {
+            let r = match tokio::time::timeout(within, TcpStream::connect(&*authority)).await {
                 Ok(Ok(c)) => {
                     let _ = c.set_nodelay(true);
-                    pool.lock()
-                        .expect("the pool's lock is never poisoned")
-                        .hand_over(c);
-                    return;
+                    Ok(c)
                 }
-                Ok(Err(e)) => format!("connect: {e}"),
-                Err(_) => format!("connect timed out after {within:?}"),
+                Ok(Err(e)) => Err(format!("connect: {e}")),
+                Err(_) => Err(format!("connect timed out after {within:?}")),
             };
-            // The failure is the request's that started this connect, if it still waits.
-            let mut pool = pool.lock().expect("the pool's lock is never poisoned");
-            if let Some(i) = pool.waiting.iter().position(|(w, _)| *w == id) {
-                pool.waiting.remove(i);
-                let _ = err_tx.send(failed);
-            }
+            lock(&pool).answer(id, r);
         });
-        // A connect that succeeded drops its failure's sender: that branch is then disabled,
-        // and the connection came (or comes) to the oldest waiting request. Every waiting
-        // request started a connect, and each connect serves one, or fails its own: none
-        // waits without a connect under way.
-        tokio::select! {
-            c = rx => c.map_err(|_| "the connection pool dropped a waiting request".to_string()),
-            Ok(e) = err_rx => Err(e),
-        }
+        rx.await
+            .unwrap_or_else(|_| Err("the connection pool dropped a waiting request".into()))
     }
 
-    /// An idle connection that is still open, if there is one: a server that closed it (a
-    /// restarted replica, its keep-alive limit) has left an end of file to read.
-    fn reuse(&self, pool: &mut Pool) -> Option<TcpStream> {
-        while let Some((c, since)) = pool.idle.pop() {
-            if since.elapsed() > self.idle_for {
-                continue;
-            }
-            let mut probe = [0u8; 1];
-            match c.try_read(&mut probe) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Some(c),
-                // Closed, reset, or bytes nobody asked for: not a connection to send on.
-                _ => continue,
-            }
-        }
-        None
+    /// The idle connections kept longer than `idle_for`, taken out of the pool.
+    fn expired(&self, pool: &mut Pool) -> Vec<(TcpStream, Instant)> {
+        let old = pool
+            .idle
+            .partition_point(|(_, since)| since.elapsed() > self.idle_for);
+        pool.idle.drain(..old).collect()
     }
+}
+
+fn lock(pool: &Mutex<Pool>) -> std::sync::MutexGuard<'_, Pool> {
+    pool.lock().expect("the pool's lock is never poisoned")
+}
+
+/// The newest idle connection that is still open: a server that closed one (a restarted
+/// replica, its keep-alive limit) has left an end of file, which a peek at the socket sees
+/// whether or not the runtime has yet.
+fn take_open(pool: &mut Pool) -> Option<TcpStream> {
+    while let Some((c, _)) = pool.idle.pop() {
+        let mut probe = [0u8; 1];
+        let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT;
+        match recv(c.as_raw_fd(), &mut probe, flags) {
+            Err(nix::errno::Errno::EAGAIN) => return Some(c),
+            // Closed, reset, or bytes nobody asked for: not a connection to send on.
+            _ => continue,
+        }
+    }
+    None
 }
 
 /// Write `request` and read one answer. Returns it and whether the connection may carry
@@ -189,9 +241,14 @@ async fn exchange(c: &mut TcpStream, request: &[u8]) -> Result<(Answer, bool), S
         .map_err(|e| format!("sending the request: {e}"))?;
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     loop {
-        let head = parse_head(&buf)?;
-        if let Some(head) = head {
-            return read_body(c, buf, head).await;
+        match parse_head(&buf)? {
+            // An interim answer (100 Continue, 103 Early Hints): the final one follows.
+            Some(head) if (100..200).contains(&head.status) => {
+                buf.drain(..head.len);
+                continue;
+            }
+            Some(head) => return read_body(c, buf, head).await,
+            None => {}
         }
         if buf.len() >= MAX_HEAD {
             return Err(format!("an answer's head is over {MAX_HEAD} bytes"));
@@ -237,8 +294,11 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, String> {
     };
     let status = r.code.expect("a complete head has a status");
     let mut length = None;
-    let mut chunked = false;
-    let mut close = r.version == Some(0);
+    // The last transfer coding, when there is one: only `chunked` ends the body on its own.
+    let mut coding: Option<bool> = None;
+    // HTTP/1.0 closes unless asked to keep the connection, 1.1 keeps it unless asked to close.
+    let http10 = r.version == Some(0);
+    let mut close = http10;
     let mut retry_after = None;
     for h in r.headers.iter() {
         let v = std::str::from_utf8(h.value).unwrap_or_default().trim();
@@ -248,24 +308,31 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, String> {
                     .map_err(|_| format!("a malformed content-length {v:?}"))?,
             );
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = v
+            coding = v
                 .rsplit(',')
                 .next()
-                .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+                .map(|last| last.trim().eq_ignore_ascii_case("chunked"));
         } else if h.name.eq_ignore_ascii_case("connection") {
-            close = v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"));
+            let has = |t: &str| v.split(',').any(|x| x.trim().eq_ignore_ascii_case(t));
+            close = if http10 {
+                !has("keep-alive")
+            } else {
+                has("close")
+            };
         } else if h.name.eq_ignore_ascii_case("retry-after") {
             retry_after = v.parse::<u64>().ok();
         }
     }
-    let framing = if (100..200).contains(&status) || status == 204 || status == 304 {
-        Framing::Length(0)
-    } else if chunked {
-        Framing::Chunked
-    } else if let Some(n) = length {
-        Framing::Length(n)
-    } else {
-        Framing::UntilClose
+    // RFC 9112 6.3: a transfer coding overrides any length; one that is not chunked last
+    // runs until the connection closes.
+    let framing = match (status, coding, length) {
+        (100..200 | 204 | 304, _, _) => Framing::Length(0),
+        (_, Some(true), _) => Framing::Chunked,
+        (_, Some(false), _) | (_, None, None) => Framing::UntilClose,
+        (_, None, Some(n)) if n > MAX_BODY => {
+            return Err(format!("an answer's body of {n} bytes is over {MAX_BODY}"));
+        }
+        (_, None, Some(n)) => Framing::Length(n),
     };
     Ok(Some(Head {
         status,
@@ -277,6 +344,9 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, String> {
 }
 
 async fn read_more(c: &mut TcpStream, buf: &mut Vec<u8>) -> Result<usize, String> {
+    if buf.len() > MAX_HEAD + MAX_BODY {
+        return Err(format!("an answer is over {} bytes", MAX_HEAD + MAX_BODY));
+    }
     if buf.capacity() - buf.len() < 1024 {
         buf.reserve(buf.capacity().max(4096));
     }
@@ -301,6 +371,7 @@ async fn read_body(
             }
             // Bytes past the answer were never asked for: the connection is out of step.
             keep &= buf.len() == head.len + n;
+            buf.truncate(head.len + n);
             buf.drain(..head.len);
             buf
         }
@@ -354,6 +425,9 @@ fn dechunk(data: &[u8], body: &mut Vec<u8>) -> Result<Option<usize>, String> {
         let size = usize::from_str_radix(hex, 16)
             .map_err(|_| format!("a malformed chunk size {line:?}"))?;
         at += eol + 2;
+        if size > MAX_BODY || out.len() + size > MAX_BODY {
+            return Err(format!("a chunked body over {MAX_BODY} bytes"));
+        }
         if size == 0 {
             // Trailer lines, then an empty line.
             loop {
@@ -408,6 +482,18 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((h.framing, h.keep), (Framing::Length(0), false));
+        let h =
+            parse_head(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\ncontent-length: 0\r\n\r\n")
+                .unwrap()
+                .unwrap();
+        assert_eq!((h.framing, h.keep), (Framing::Length(0), true));
+        // A transfer coding overrides a length; one not chunked last runs to the close.
+        let h =
+            parse_head(b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\ncontent-length: 2\r\n\r\n")
+                .unwrap()
+                .unwrap();
+        assert_eq!((h.framing, h.keep), (Framing::UntilClose, false));
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\ncontent-length: 99999999999\r\n\r\n").is_err());
         assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\ncontent-len").unwrap(), None);
         assert!(parse_head(b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n").is_err());
         assert!(parse_head(b"SMTP ready\r\n\r\n").is_err());
@@ -424,6 +510,8 @@ mod tests {
         assert_eq!(dechunk(whole, &mut body), Ok(Some(whole.len())));
         assert_eq!(body, b"Wikipedia");
         assert!(dechunk(b"zz\r\n", &mut Vec::new()).is_err());
+        // A size past any body (it would wrap the offsets) is refused, not a panic.
+        assert!(dechunk(b"ffffffffffffffff\r\nab\r\n", &mut Vec::new()).is_err());
         assert!(dechunk(b"2\r\nabcd\r\n", &mut Vec::new()).is_err());
     }
 
@@ -518,10 +606,10 @@ mod tests {
         let base = format!("http://{}", l.local_addr().unwrap());
         drop(l);
         let c = Http1::new(&base, Duration::from_secs(5), Duration::from_secs(1));
-        assert!(matches!(
-            c.send(GET, Duration::from_secs(1)).await,
-            Err(Failure::NotSent(_))
-        ));
+        match c.send(GET, Duration::from_secs(1)).await {
+            Err(Failure::NotSent(e)) => assert!(e.starts_with("connect: "), "{e}"),
+            other => panic!("expected a refused connect, got {other:?}"),
+        }
         // A listener that accepts (the kernel does) and never answers.
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let c = Http1::new(
@@ -533,5 +621,117 @@ mod tests {
             Err(Failure::Lost(e)) => assert!(e.contains("timed out"), "{e}"),
             other => panic!("expected a timeout, got {other:?}"),
         }
+    }
+
+    /// A server on loopback that answers every request on every connection `answer`,
+    /// counting connections; with `close_after_one`, it closes each connection after its
+    /// first answer (as a server at its keep-alive limit does, without saying so) and
+    /// reports each close on `closed`.
+    async fn answering(
+        answer: &'static [u8],
+        close_after_one: bool,
+    ) -> (
+        String,
+        Arc<std::sync::atomic::AtomicUsize>,
+        tokio::sync::mpsc::UnboundedReceiver<()>,
+    ) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (closed_tx, closed) = tokio::sync::mpsc::unbounded_channel();
+        let counted = Arc::clone(&count);
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let closed_tx = closed_tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        let mut chunk = [0u8; 4096];
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        while let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            buf.drain(..i + 4);
+                            s.write_all(answer).await.unwrap();
+                            if close_after_one {
+                                let _ = s.shutdown().await;
+                                drop(s);
+                                let _ = closed_tx.send(());
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (base, count, closed)
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_closed_unannounced_is_not_sent_on_again() {
+        let (base, count, mut closed) =
+            answering(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}", true).await;
+        let c = Http1::new(&base, Duration::from_secs(5), Duration::from_secs(1));
+        for i in 0..3 {
+            let a = c.send(GET, Duration::from_secs(5)).await;
+            assert_eq!(a.map(|a| a.status), Ok(200), "request {i}");
+            // Its end of file is in the client's socket once the server has closed.
+            closed.recv().await.unwrap();
+        }
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_is_answered_in_full_over_at_most_one_connection_each() {
+        let (base, count, _closed) =
+            answering(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}", false).await;
+        let c = Arc::new(Http1::new(
+            &base,
+            Duration::from_secs(5),
+            Duration::from_secs(1),
+        ));
+        for _ in 0..3 {
+            let burst: Vec<_> = (0..64)
+                .map(|_| {
+                    let c = Arc::clone(&c);
+                    tokio::spawn(async move { c.send(GET, Duration::from_secs(5)).await })
+                })
+                .collect();
+            for t in burst {
+                assert_eq!(t.await.unwrap().map(|a| a.status), Ok(200));
+            }
+        }
+        let n = count.load(std::sync::atomic::Ordering::SeqCst);
+        assert!((1..=64).contains(&n), "{n} connections for bursts of 64");
+        assert!(
+            lock(&c.pool).waiting.is_empty(),
+            "no request is left waiting for a connection"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_interim_answer_is_skipped_and_a_long_body_cut_to_its_length() {
+        let (base, _count, _closed) = answering(
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\n{}",
+            false,
+        )
+        .await;
+        let c = Http1::new(&base, Duration::from_secs(5), Duration::from_secs(1));
+        let a = c.send(GET, Duration::from_secs(5)).await.unwrap();
+        assert_eq!((a.status, a.body.as_slice()), (201, &b"{}"[..]));
+        let (base, _count, _closed) = answering(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}HTTP/1.1 200 OK\r\n",
+            false,
+        )
+        .await;
+        let c = Http1::new(&base, Duration::from_secs(5), Duration::from_secs(1));
+        let a = c.send(GET, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(a.body, b"{}");
+        assert!(
+            lock(&c.pool).idle.is_empty(),
+            "a connection out of step is not kept"
+        );
     }
 }
