@@ -400,10 +400,14 @@ async fn login(s: &Shared, p: &Planned) -> Option<Session> {
     session_of(&done)
 }
 
+/// The session a login's answer gave, if it is one a request can carry (a token that is no
+/// header value counts as a failed login, so the client logs in again rather than never
+/// sending another request).
 fn session_of(done: &Done) -> Option<Session> {
     (done.tried.outcome == Outcome::Ok)
         .then(|| done.body["token"].as_str())
         .flatten()
+        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()))
         .map(|token| Session {
             token: token.to_string(),
             login: done.op,

@@ -40,6 +40,8 @@ pub(crate) enum Failure {
 /// Heads larger than this are not of the target's answers.
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 64;
+/// Less time than this left after a checkout: the request is not sent.
+const MIN_LEFT: Duration = Duration::from_millis(5);
 /// Bodies larger than this are not of the target's answers either.
 const MAX_BODY: usize = 16 << 20;
 
@@ -137,8 +139,10 @@ impl Http1 {
             }
         };
         let left = deadline.saturating_sub(start.elapsed());
-        if left.is_zero() {
-            // A request written with no time left could only be lost.
+        if left < MIN_LEFT {
+            // A request written with (almost) no time left could only be lost: the timer
+            // fires at the next millisecond, after the write.
+            self.lock().hand_over(conn);
             return Err(Failure::NotSent(format!(
                 "timed out after {deadline:?} before it was sent"
             )));
@@ -160,8 +164,9 @@ impl Http1 {
     }
 
     /// A connection to send on: an idle one that is still open, else whichever comes first
-    /// of the one this request opens and one another request puts back (so a burst opens
-    /// no more connections than it needs). The connect started for a request answers that
+    /// of the one this request opens and one another request puts back (so a burst is not
+    /// held up by its own handshakes; the connections it opened and did not use stay idle
+    /// for the next requests, up to the idle limit). The connect started for a request answers that
     /// request while it waits: with the connection, or with why it failed; so every waiting
     /// request is answered by its own connect's end at the latest. A connection whose
     /// request was already served goes to the oldest waiting one, or to the pool.
