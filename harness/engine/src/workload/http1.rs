@@ -520,6 +520,22 @@ mod tests {
         assert!(dechunk(b"2\r\nabcd\r\n", &mut Vec::new()).is_err());
     }
 
+    /// Read from `s` until a whole request head is in `buf`, and take it out: false once the
+    /// client has closed (or the read failed) first.
+    async fn next_head(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> bool {
+        loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                buf.drain(..i + 4);
+                return true;
+            }
+            let mut chunk = [0u8; 4096];
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
     /// A server on loopback that answers each connection's requests with `answers`, one per
     /// request head, then closes the connection.
     async fn server(answers: Vec<&'static [u8]>) -> (String, tokio::task::JoinHandle<usize>) {
@@ -531,28 +547,22 @@ mod tests {
             while let Ok((mut s, _)) = l.accept().await {
                 connections += 1;
                 let mut buf = Vec::new();
-                loop {
-                    let mut chunk = [0u8; 4096];
-                    let n = s.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        break;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    while let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        buf.drain(..i + 4);
-                        match answers.next() {
-                            Some([]) => {
-                                // Close without an answer.
-                                let _ = s.shutdown().await;
-                                break;
-                            }
-                            Some(a) => s.write_all(a).await.unwrap(),
-                            None => return connections,
+                while next_head(&mut s, &mut buf).await {
+                    match answers.next() {
+                        Some([]) => {
+                            // Close without an answer.
+                            let _ = s.shutdown().await;
+                            break;
                         }
+                        Some(a) => s.write_all(a).await.unwrap(),
+                        None => return connections,
                     }
                     if answers.len() == 0 {
                         return connections;
                     }
+                }
+                if answers.len() == 0 {
+                    return connections;
                 }
             }
             connections
@@ -651,21 +661,13 @@ mod tests {
                 let closed_tx = closed_tx.clone();
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
-                    loop {
-                        let mut chunk = [0u8; 4096];
-                        match s.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                        while let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            buf.drain(..i + 4);
-                            s.write_all(answer).await.unwrap();
-                            if close_after_one {
-                                let _ = s.shutdown().await;
-                                drop(s);
-                                let _ = closed_tx.send(());
-                                return;
-                            }
+                    while next_head(&mut s, &mut buf).await {
+                        s.write_all(answer).await.unwrap();
+                        if close_after_one {
+                            let _ = s.shutdown().await;
+                            drop(s);
+                            let _ = closed_tx.send(());
+                            return;
                         }
                     }
                 });
