@@ -41,6 +41,7 @@ rabbit-template)
     # stopped cleanly, copied into each run's volume; and a RabbitMQ home of copied scripts
     # whose plugins are links to the broker's own applications, `rabbit` and what it needs
     # by each one's .app file, transitively (the scripts put <home>/plugins on the code path).
+    # A failed check leaves no erl_crash.dump behind (ERL_CRASH_DUMP_SECONDS=0).
     rabbit_env
     stock=$(ls -d /usr/lib/rabbitmq/lib/rabbitmq_server-* | tail -n 1)
     test -d "$stock/plugins"
@@ -48,7 +49,7 @@ rabbit-template)
     mkdir -p "$HOME" "$home/plugins"
     cp -r "$stock/sbin" "$home/sbin"
     ln -s "$stock/escript" "$home/escript"
-    erl -noshell -eval '
+    ERL_CRASH_DUMP_SECONDS=0 erl -noshell -eval '
         [Dir, Out] = init:get_plain_arguments(),
         Apps = maps:from_list(
             [begin
