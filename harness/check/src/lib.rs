@@ -22,6 +22,7 @@ mod no_duplicate_reminders;
 mod no_lost_reminders;
 mod no_lost_update;
 mod phases;
+mod prepared;
 mod proof;
 mod rate_limit;
 mod readiness;
@@ -52,6 +53,7 @@ pub use no_duplicate_reminders::check_no_duplicate_reminders;
 pub use no_lost_reminders::check_no_lost_reminders;
 pub use no_lost_update::check_no_lost_update;
 pub use phases::{Phase, PhaseMap};
+pub use prepared::{Prepared, judge_while_reading, prepare};
 pub use rate_limit::check_rate_limit;
 pub use readiness::check_readiness;
 pub use recovery::check_recovery;
@@ -64,7 +66,23 @@ pub use within_schedule::check_within_schedule;
 /// Run every invariant the scenario enables, in the scenario's report order. The checkers
 /// are pure functions of read-only inputs, so they run side by side on every core.
 pub fn check_all(scenario: &Scenario, history: &History, evidence: &Evidence) -> Vec<CheckResult> {
-    let v = view::View::new(history, evidence);
+    check_prepared(scenario, history, Prepared::none(evidence))
+}
+
+/// `check_all`, with what `prepare` did from the evidence already done: the same results.
+pub fn check_prepared<'a>(
+    scenario: &Scenario,
+    history: &'a History,
+    prepared: Prepared<'a>,
+) -> Vec<CheckResult> {
+    let Prepared {
+        evidence,
+        deliveries,
+        caused_calls,
+        ehr_sync,
+        bounded_calls,
+    } = prepared;
+    let v = view::View::with_ready(history, evidence, ready(deliveries), ready(caused_calls));
     let inv = &scenario.invariants;
     let phases = PhaseMap::new(history, scenario.phases.recovery);
     let (v, phases) = (&v, &phases);
@@ -92,7 +110,9 @@ pub fn check_all(scenario: &Scenario, history: &History, evidence: &Evidence) ->
         jobs.push(Box::new(move || recovery::check(bound, v)));
     }
     if inv.ehr_sync.is_some() {
-        jobs.push(Box::new(move || check_ehr_sync(evidence)));
+        jobs.push(Box::new(move || {
+            ehr_sync.unwrap_or_else(|| check_ehr_sync(evidence))
+        }));
     }
     if inv.no_duplicate_reminders.is_some() {
         jobs.push(Box::new(move || no_duplicate_reminders::check(v)));
@@ -101,7 +121,9 @@ pub fn check_all(scenario: &Scenario, history: &History, evidence: &Evidence) ->
         jobs.push(Box::new(move || no_lost_reminders::check(scenario, v)));
     }
     if let Some(bound) = &inv.bounded_calls {
-        jobs.push(Box::new(move || check_bounded_calls(bound, evidence)));
+        jobs.push(Box::new(move || {
+            bounded_calls.unwrap_or_else(|| check_bounded_calls(bound, evidence))
+        }));
     }
     if inv.idempotent_creation.is_some() {
         jobs.push(Box::new(move || idempotent_creation::check(v)));
@@ -147,6 +169,11 @@ pub fn check_all(scenario: &Scenario, history: &History, evidence: &Evidence) ->
         jobs.push(Box::new(move || linearizable::check(v)));
     }
     run_jobs(jobs)
+}
+
+/// A part of the view computed ahead (`Some`), or to compute on first use.
+fn ready<T>(part: Option<T>) -> std::sync::OnceLock<T> {
+    part.map_or_else(std::sync::OnceLock::new, std::sync::OnceLock::from)
 }
 
 /// One checker, ready to run on any thread.

@@ -78,7 +78,6 @@ pub(crate) fn check(v: &View<'_>) -> CheckResult {
         }
         t.join(" or ")
     };
-    let mut missing = Vec::new();
     let mut judged = 0usize;
     let mut proof = Vec::new();
     let mut ops = Vec::new();
@@ -107,42 +106,29 @@ pub(crate) fn check(v: &View<'_>) -> CheckResult {
             ),
         });
     };
-    for (stub, _) in REMINDER_STUBS {
-        let Some(log) = ev.stub_calls.get(stub) else {
-            missing.push(stub);
+    let caused = v.caused_calls();
+    for c in &caused.calls {
+        let Some(&i) = caused_by.get(c.appointment) else {
             continue;
         };
-        for c in log {
-            if let Some((a, "confirmation")) = reminder_of(stub, c)
-                && let Some(&i) = caused_by.get(a)
-            {
-                judge(stub, c.seq, a, "confirmation", c.trace.as_deref(), i);
-            }
-        }
-    }
-    match ev.stub_calls.get("ehr") {
-        None => missing.push("ehr"),
-        Some(log) => {
-            for c in log {
-                let Some(a) = ehr_appointment(c) else {
-                    continue;
-                };
-                let Some(&i) = caused_by.get(a) else {
-                    continue;
-                };
-                if let Some(&from_us) = changed_from.get(a) {
+        let what = match c.push {
+            None => "confirmation",
+            Some((at_ms, booked)) => {
+                if let Some(&from_us) = changed_from.get(c.appointment) {
                     // Only pushes that arrived before the change are the booking's alone.
                     let Some(t0) = ev.run_started_unix_ms else {
                         continue;
                     };
-                    if c.at_ms >= t0 + from_us / 1000 || c.body["status"] != "booked" {
+                    if at_ms >= t0 + from_us / 1000 || !booked {
                         continue;
                     }
                 }
-                judge("ehr", c.seq, a, "push", c.trace.as_deref(), i);
+                "push"
             }
-        }
+        };
+        judge(c.stub, c.seq, c.appointment, what, c.trace, i);
     }
+    let missing = &caused.missing;
     let bookings = causes.iter().filter(|c| c.judged).count();
     let detail = format!(
         "{judged} stub call(s) caused by {bookings} acknowledged booking(s) that carried a trace"
@@ -152,7 +138,7 @@ pub(crate) fn check(v: &View<'_>) -> CheckResult {
             format!("{detail}: {n} without their booking's trace")
         });
     }
-    if let Some(reason) = missing_logs(&missing) {
+    if let Some(reason) = missing_logs(missing) {
         return CheckResult::new(NAME, Verdict::unknown(reason));
     }
     if judged == 0 {
@@ -170,6 +156,58 @@ pub(crate) fn check(v: &View<'_>) -> CheckResult {
             detail + ": each carried its booking's trace",
         ),
     )
+}
+
+/// A stub call a booking may have caused, as its stub logged it.
+pub(crate) struct Caused<'e> {
+    stub: &'static str,
+    seq: u64,
+    appointment: &'e str,
+    /// For an EHR push (else it is a confirmation): its arrival (Unix ms) and whether it
+    /// pushed the status `booked`.
+    push: Option<(u64, bool)>,
+    trace: Option<&'e str>,
+}
+
+/// Every call a booking may cause, in the stubs' order, and the stubs whose log was not
+/// collected: read from the evidence alone (`prepare` reads it beside the history).
+pub(crate) struct CausedCalls<'e> {
+    pub(crate) calls: Vec<Caused<'e>>,
+    pub(crate) missing: Vec<&'static str>,
+}
+
+pub(crate) fn caused_calls(ev: &Evidence) -> CausedCalls<'_> {
+    let (mut calls, mut missing) = (Vec::new(), Vec::new());
+    for (stub, _) in REMINDER_STUBS {
+        let Some(log) = ev.stub_calls.get(stub) else {
+            missing.push(stub);
+            continue;
+        };
+        for c in log {
+            if let Some((appointment, "confirmation")) = reminder_of(stub, c) {
+                calls.push(Caused {
+                    stub,
+                    seq: c.seq,
+                    appointment,
+                    push: None,
+                    trace: c.trace.as_deref(),
+                });
+            }
+        }
+    }
+    match ev.stub_calls.get("ehr") {
+        None => missing.push("ehr"),
+        Some(log) => calls.extend(log.iter().filter_map(|c| {
+            Some(Caused {
+                stub: "ehr",
+                seq: c.seq,
+                appointment: ehr_appointment(c)?,
+                push: Some((c.at_ms, c.body["status"] == "booked")),
+                trace: c.trace.as_deref(),
+            })
+        })),
+    }
+    CausedCalls { calls, missing }
 }
 
 #[cfg(test)]

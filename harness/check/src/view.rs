@@ -10,12 +10,14 @@ use chaos_model::{Evidence, History, Op, OpKind, Outcome, Slot};
 
 use crate::deliveries::{Deliveries, booking_ops, deliveries};
 use crate::fasthash::FastMap;
+use crate::trace_propagates::{CausedCalls, caused_calls};
 
 pub struct View<'a> {
     pub history: &'a History,
     pub evidence: &'a Evidence,
     pub ops: Vec<Op<'a>>,
     deliveries: OnceLock<Option<Deliveries<'a>>>,
+    caused_calls: OnceLock<CausedCalls<'a>>,
     booking_ops: OnceLock<FastMap<&'a str, u64>>,
     cancelled_from: OnceLock<FastMap<&'a str, u64>>,
     fault_windows: OnceLock<Vec<(usize, u64, u64)>>,
@@ -24,11 +26,22 @@ pub struct View<'a> {
 
 impl<'a> View<'a> {
     pub fn new(history: &'a History, evidence: &'a Evidence) -> View<'a> {
+        View::with_ready(history, evidence, OnceLock::new(), OnceLock::new())
+    }
+
+    /// A view whose parts read from the evidence alone may be ready already (`Prepared`).
+    pub fn with_ready(
+        history: &'a History,
+        evidence: &'a Evidence,
+        deliveries: OnceLock<Option<Deliveries<'a>>>,
+        caused_calls: OnceLock<CausedCalls<'a>>,
+    ) -> View<'a> {
         View {
             history,
             evidence,
             ops: history.ops(),
-            deliveries: OnceLock::new(),
+            deliveries,
+            caused_calls,
             booking_ops: OnceLock::new(),
             cancelled_from: OnceLock::new(),
             fault_windows: OnceLock::new(),
@@ -41,6 +54,12 @@ impl<'a> View<'a> {
         self.deliveries
             .get_or_init(|| deliveries(self.evidence))
             .as_ref()
+    }
+
+    /// The stub calls a booking may cause (`trace_propagates`).
+    pub fn caused_calls(&self) -> &CausedCalls<'a> {
+        self.caused_calls
+            .get_or_init(|| caused_calls(self.evidence))
     }
 
     /// Appointment id -> the op whose answer named it.

@@ -72,8 +72,18 @@ fn intents(max_slots: u32) -> impl Strategy<Value = Vec<Intent>> {
     )
 }
 
+/// Every result, checked both ways a caller can: `check_all`, and as `chaos report` and a
+/// run do it, the evidence's share first (`prepare`) and then the rest. Both must agree.
 fn results(w: &World) -> Vec<CheckResult> {
-    check_all(&scenario(), &w.history, &w.evidence)
+    let s = scenario();
+    let all = check_all(&s, &w.history, &w.evidence);
+    let prepared = chaos_check::prepare(&s, &w.evidence);
+    let split = chaos_check::check_prepared(&s, &w.history, prepared);
+    assert_eq!(
+        split, all,
+        "prepare + check_prepared disagrees with check_all"
+    );
+    all
 }
 
 fn verdict<'a>(rs: &'a [CheckResult], name: &str) -> &'a Verdict {

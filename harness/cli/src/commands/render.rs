@@ -49,11 +49,10 @@ fn usage(e: &str) -> u8 {
 }
 
 fn rerender(dir: &Path) -> u8 {
-    let b = match Bundle::load(dir) {
-        Ok(b) => b,
+    let (b, report) = match Bundle::load_and_check(dir) {
+        Ok(loaded) => loaded,
         Err(e) => return usage(&e),
     };
-    let report = b.recheck();
     let reproduce = b.reproduce();
     let facts = RunFacts {
         scenario: &b.scenario.name,

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use chaos_engine::runner::{PhaseTime, RunReport};
-use chaos_model::{Evidence, History, Profile, Scenario};
+use chaos_model::{CheckResult, Evidence, History, Profile, Scenario};
 
 use super::{RunFacts, html, junit_document, junit_suite, summary_md, verdicts_json};
 
@@ -35,16 +35,31 @@ impl Bundle {
     /// Read a finished bundle, `verdicts.json` included. Every problem is an error naming the
     /// file (and the line where there is one): a truncated or corrupt bundle never panics.
     pub fn load(dir: &Path) -> Result<Bundle, String> {
-        Bundle::read(dir, true)
+        Ok(Bundle::read(dir, true, false)?.0)
+    }
+
+    /// `load`, then `recheck`, with the evidence's share of the checking done while the
+    /// history is still being read (`chaos_check::prepare`): what `chaos report DIR` waits
+    /// for.
+    pub fn load_and_check(dir: &Path) -> Result<(Bundle, RunReport), String> {
+        let (bundle, results) = Bundle::read(dir, true, true)?;
+        let results = results.expect("read was asked to check");
+        let report = bundle.report_of(results);
+        Ok((bundle, report))
     }
 
     /// Read a bundle the engine has just written, before its reports (and so before
     /// `verdicts.json`) exist.
     pub fn load_unrendered(dir: &Path) -> Result<Bundle, String> {
-        Bundle::read(dir, false)
+        Ok(Bundle::read(dir, false, false)?.0)
     }
 
-    fn read(dir: &Path, with_verdicts: bool) -> Result<Bundle, String> {
+    /// The bundle, and with `check` its results.
+    fn read(
+        dir: &Path,
+        with_verdicts: bool,
+        check: bool,
+    ) -> Result<(Bundle, Option<Vec<CheckResult>>), String> {
         if !dir.is_dir() {
             return Err(format!(
                 "{}: not a run bundle (no such directory)",
@@ -63,21 +78,7 @@ impl Bundle {
         })?;
         let mut scenario = Scenario::parse(&file, &text).map_err(|e| e.to_string())?;
         scenario.profile = profile;
-        // The two largest files, read and parsed side by side.
-        let (history, evidence) = std::thread::scope(|s| {
-            let evidence = s.spawn(|| {
-                json_file::<Evidence>(
-                    &path("evidence/evidence.json"),
-                    &read("evidence/evidence.json")?,
-                )
-            });
-            let history = History::from_jsonl(&read("history.jsonl")?)
-                .map_err(|e| format!("{}: {e}", path("history.jsonl")));
-            let evidence = evidence
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            Ok::<_, String>((history?, evidence?))
-        })?;
+        // The small files first, so that a broken one is found before the large ones are read.
         // The schedule as applied: not needed to re-render, but a bundle without it is not whole.
         let schedule: serde_json::Value =
             json_file(&path("schedule.json"), &read("schedule.json")?)?;
@@ -107,20 +108,54 @@ impl Bundle {
         } else {
             None
         };
-        Ok(Bundle {
+        // The two largest files, read and parsed side by side; with `check`, the evidence
+        // (much the smaller) is judged as far as it can be alone while the history is read.
+        let read_history = || {
+            History::from_jsonl(&read("history.jsonl")?)
+                .map_err(|e| format!("{}: {e}", path("history.jsonl")))
+        };
+        let read_evidence = || {
+            read("evidence/evidence.json")
+                .and_then(|text| json_file::<Evidence>(&path("evidence/evidence.json"), &text))
+        };
+        let (history, evidence, results) = if check {
+            let (h, ev, results) =
+                chaos_check::judge_while_reading(&scenario, read_history, read_evidence)?;
+            (h, ev, Some(results))
+        } else {
+            let (h, ev) = std::thread::scope(|s| {
+                let evidence = s.spawn(read_evidence);
+                let history = read_history();
+                let evidence = evidence
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (history, evidence)
+            });
+            (h?, ev?, None)
+        };
+        let bundle = Bundle {
             dir: dir.to_path_buf(),
             scenario,
             seed,
             history,
             evidence,
             recorded,
-        })
+        };
+        Ok((bundle, results))
     }
 
     /// Check the bundle's history and evidence again and make the report of it, keeping the
     /// timings the run recorded.
     pub fn recheck(&self) -> RunReport {
-        let results = chaos_check::check_all(&self.scenario, &self.history, &self.evidence);
+        self.report_of(chaos_check::check_all(
+            &self.scenario,
+            &self.history,
+            &self.evidence,
+        ))
+    }
+
+    /// The report of this bundle's results, keeping the timings the run recorded.
+    fn report_of(&self, results: Vec<CheckResult>) -> RunReport {
         let (setup_s, workload_s, phases) =
             self.recorded.as_ref().map_or((0.0, 0.0, Vec::new()), |r| {
                 (r.setup_s, r.workload_s, r.phases.clone())

@@ -269,11 +269,19 @@ pub async fn run(spec: RunSpec, progress: ProgressFn) -> Result<RunReport, Engin
     writer.finish().await?;
 
     phases.enter("check");
-    let text = std::fs::read_to_string(out.join("history.jsonl"))
-        .map_err(EngineError::io("read history.jsonl"))?;
-    let history = History::from_jsonl(&text)
-        .unwrap_or_else(|e| panic!("the recorder wrote a history it cannot read back: {e}"));
-    let results = chaos_check::check_all(s, &history, &evidence);
+    // The history is read back from its file (what was recorded is what is judged), while
+    // the evidence's share of the checking is done beside it.
+    let (_, _, results) = chaos_check::judge_while_reading(
+        s,
+        || {
+            let text = std::fs::read_to_string(out.join("history.jsonl"))
+                .map_err(EngineError::io("read history.jsonl"))?;
+            Ok(History::from_jsonl(&text).unwrap_or_else(|e| {
+                panic!("the recorder wrote a history it cannot read back: {e}")
+            }))
+        },
+        move || Ok(evidence),
+    )?;
 
     phases.enter("down");
     drop(faults);
