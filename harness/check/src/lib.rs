@@ -122,7 +122,9 @@ pub fn check_prepared<'a>(
     }
     if let Some(bound) = &inv.bounded_calls {
         jobs.push(Box::new(move || {
-            bounded_calls.unwrap_or_else(|| check_bounded_calls(bound, evidence))
+            bounded_calls
+                .filter(|(judged, _)| judged == bound)
+                .map_or_else(|| check_bounded_calls(bound, evidence), |(_, r)| r)
         }));
     }
     if inv.idempotent_creation.is_some() {

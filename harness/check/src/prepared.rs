@@ -4,7 +4,7 @@
 //! while the history is still being read (`prepare`, then `check_prepared`, or both
 //! around the caller's reading in `judge_while_reading`).
 
-use chaos_model::{CheckResult, Evidence, History, Scenario};
+use chaos_model::{CallBound, CheckResult, Evidence, History, Scenario};
 
 use crate::deliveries::{Deliveries, deliveries};
 use crate::trace_propagates::{CausedCalls, caused_calls};
@@ -20,7 +20,8 @@ pub struct Prepared<'e> {
     /// The stub calls a booking may cause, when `trace_propagates` is judged.
     pub(crate) caused_calls: Option<CausedCalls<'e>>,
     pub(crate) ehr_sync: Option<CheckResult>,
-    pub(crate) bounded_calls: Option<CheckResult>,
+    /// The bound judged and its result: used only for a scenario with the same bound.
+    pub(crate) bounded_calls: Option<(CallBound, CheckResult)>,
 }
 
 impl<'e> Prepared<'e> {
@@ -40,12 +41,9 @@ impl<'e> Prepared<'e> {
 /// enables.
 pub fn prepare<'e>(scenario: &Scenario, evidence: &'e Evidence) -> Prepared<'e> {
     let inv = &scenario.invariants;
-    let reminders = inv.no_duplicate_reminders.is_some()
-        || inv.no_lost_reminders.is_some()
-        || inv.delivered_within.is_some();
     Prepared {
         evidence,
-        deliveries: reminders.then(|| deliveries(evidence)),
+        deliveries: needs_deliveries(inv).then(|| deliveries(evidence)),
         caused_calls: inv
             .trace_propagates
             .as_ref()
@@ -54,8 +52,15 @@ pub fn prepare<'e>(scenario: &Scenario, evidence: &'e Evidence) -> Prepared<'e> 
         bounded_calls: inv
             .bounded_calls
             .as_ref()
-            .map(|bound| check_bounded_calls(bound, evidence)),
+            .map(|bound| (bound.clone(), check_bounded_calls(bound, evidence))),
     }
+}
+
+/// Whether an enabled checker reads the view's reminder deliveries (`View::deliveries`).
+fn needs_deliveries(inv: &chaos_model::Invariants) -> bool {
+    inv.no_duplicate_reminders.is_some()
+        || inv.no_lost_reminders.is_some()
+        || inv.delivered_within.is_some()
 }
 
 /// Read a run's history and evidence and judge them, each core busy: `read_history` runs
@@ -132,7 +137,7 @@ mod tests {
                 .as_ref()
                 .is_some_and(|c| c.calls.len() == 5 && c.missing == ["ehr"])
         );
-        let (ehr, bounded) = (p.ehr_sync.clone(), p.bounded_calls.clone());
+        let (ehr, bounded) = (p.ehr_sync.clone(), p.bounded_calls.clone().map(|b| b.1));
         let split = check_prepared(&s, &h, p);
         let all = check_all(&s, &h, &ev);
         assert_eq!(split, all);
@@ -148,6 +153,36 @@ mod tests {
             of("no_duplicate_reminders").verdict,
             Verdict::Invalid { .. }
         ));
+    }
+
+    #[test]
+    fn what_prepare_judged_is_what_check_prepared_answers() {
+        let (s, h, ev) = judged();
+        let mut p = prepare(&s, &ev);
+        let marker = CheckResult::new("ehr_sync", Verdict::unknown("judged by prepare"));
+        p.ehr_sync = Some(marker.clone());
+        let results = check_prepared(&s, &h, p);
+        assert!(results.contains(&marker), "{results:?}");
+    }
+
+    #[test]
+    fn a_result_for_another_bound_is_judged_again() {
+        let (s, h, ev) = judged();
+        // Prepared for a bound of 2 refusals a second (broken: 3 in one second) and checked
+        // for a bound of 5 (held).
+        let p = prepare(&s, &ev);
+        let mut looser = s.clone();
+        looser.invariants.bounded_calls = Some(CallBound {
+            stub: Service::Sendgrid,
+            max_failed_per_s: 5,
+        });
+        let results = check_prepared(&looser, &h, p);
+        assert_eq!(results, check_all(&looser, &h, &ev));
+        let bounded = results
+            .iter()
+            .find(|r| r.invariant == "bounded_calls")
+            .unwrap();
+        assert_eq!(bounded.verdict, Verdict::Valid, "{}", bounded.detail);
     }
 
     #[test]

@@ -119,7 +119,7 @@ pub(crate) fn check(v: &View<'_>) -> CheckResult {
                     let Some(t0) = ev.run_started_unix_ms else {
                         continue;
                     };
-                    if at_ms >= t0 + from_us / 1000 || !booked {
+                    if at_ms >= t0.saturating_add(from_us / 1000) || !booked {
                         continue;
                     }
                 }
@@ -309,6 +309,37 @@ mod tests {
         );
         let r = run(h, &ev);
         assert_eq!(r.verdict, Verdict::Valid, "{}", r.detail);
+    }
+
+    #[test]
+    fn a_push_before_the_change_is_judged_only_when_it_pushed_booked_and_can_be_placed() {
+        let mut h = vec![traced_booking(1, T1, None), booked(1, "a1")];
+        // Cancelled 5 ms into the run.
+        h.extend(cancel(5_000, 1, "a1", true));
+        let confirmations = [
+            arrived(sms("a1", "confirmation", 1), 0, Some(T1)),
+            arrived(email("a1", "confirmation", 2), 0, Some(T1)),
+        ];
+        let first = arrived(ehr_push(3, "PUT", "a1", 201, "booked"), 0, Some(T1));
+        let untraced = |status: &str| arrived(ehr_push(4, "PUT", "a1", 200, status), 1, None);
+        // Before the change and `booked`: the booking's own push, judged.
+        let ev = evidence(&confirmations, vec![first.clone(), untraced("booked")]);
+        match run(h.clone(), &ev).verdict {
+            Verdict::Invalid { rows, .. } => assert!(rows[0].contains("ehr call 4"), "{rows:?}"),
+            v => panic!("expected invalid, got {v:?}"),
+        }
+        // Before the change but pushing another state: not the booking's alone.
+        let ev = evidence(&confirmations, vec![first.clone(), untraced("cancelled")]);
+        let r = run(h.clone(), &ev);
+        assert_eq!(r.verdict, Verdict::Valid, "{}", r.detail);
+        assert!(r.detail.starts_with("3 stub call(s)"), "{}", r.detail);
+        // Without the run's start the pushes cannot be placed before the change: neither is
+        // judged.
+        let mut ev = evidence(&confirmations, vec![first, untraced("booked")]);
+        ev.run_started_unix_ms = None;
+        let r = run(h, &ev);
+        assert_eq!(r.verdict, Verdict::Valid, "{}", r.detail);
+        assert!(r.detail.starts_with("2 stub call(s)"), "{}", r.detail);
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! A run prepared once for every checker: the history's ops in id order, and (computed on
-//! first use) the stubs' reminder deliveries, which op booked each appointment and when each
-//! appointment may have been cancelled. The
-//! checkers read this view, so a million-op history is folded into ops once, not once per
-//! invariant.
+//! first use, or handed in ready by `prepared.rs`) the stubs' reminder deliveries, the stub
+//! calls a booking may cause, which op booked each appointment and when each appointment
+//! may have been cancelled. The checkers read this view, so a million-op history is folded
+//! into ops once, not once per invariant.
 
 use std::sync::OnceLock;
 

@@ -260,14 +260,15 @@ proptest! {
         let path = dir.join(name);
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, mutate(&text, &edits)).unwrap();
-        match Bundle::load(&dir) {
+        match Bundle::load_and_check(&dir) {
             Err(e) => prop_assert!(
                 e.contains(&dir.display().to_string()),
                 "the error names the bundle's file: {}", e
             ),
-            Ok(b) => {
-                // What `chaos report` does with a bundle that reads.
-                let report = b.recheck();
+            Ok((b, report)) => {
+                // What `chaos report DIR` does with a bundle that reads; judging the evidence
+                // beside the history gives what checking the loaded bundle gives.
+                prop_assert_eq!(&report.results, &b.recheck().results);
                 let reproduce = b.reproduce();
                 let facts = RunFacts {
                     scenario: &b.scenario.name,

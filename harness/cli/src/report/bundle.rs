@@ -34,6 +34,9 @@ pub struct Recorded {
 impl Bundle {
     /// Read a finished bundle, `verdicts.json` included. Every problem is an error naming the
     /// file (and the line where there is one): a truncated or corrupt bundle never panics.
+    /// The first broken file is named, in this order: `scenario.toml`, `schedule.json`,
+    /// `verdicts.json`, `history.jsonl`, `evidence/evidence.json` (the small files are read
+    /// before the large ones).
     pub fn load(dir: &Path) -> Result<Bundle, String> {
         Ok(Bundle::read(dir, true, false)?.0)
     }
