@@ -38,15 +38,16 @@ impl Bundle {
     /// `verdicts.json`, `history.jsonl`, `evidence/evidence.json` (the small files are read
     /// before the large ones).
     pub fn load(dir: &Path) -> Result<Bundle, String> {
-        Ok(Bundle::read(dir, true, false)?.0)
+        Ok(Bundle::read(dir, true, side_by_side)?.0)
     }
 
     /// `load`, then `recheck`, with the evidence's share of the checking done while the
-    /// history is still being read (`chaos_check::prepare`): what `chaos report DIR` waits
-    /// for.
+    /// history is still being read (`chaos_check::judge_while_reading`): what `chaos report
+    /// DIR` waits for.
     pub fn load_and_check(dir: &Path) -> Result<(Bundle, RunReport), String> {
-        let (bundle, results) = Bundle::read(dir, true, true)?;
-        let results = results.expect("read was asked to check");
+        let (bundle, results) = Bundle::read(dir, true, |s, history, evidence| {
+            chaos_check::judge_while_reading(s, history, evidence)
+        })?;
         let report = bundle.report_of(results);
         Ok((bundle, report))
     }
@@ -54,15 +55,20 @@ impl Bundle {
     /// Read a bundle the engine has just written, before its reports (and so before
     /// `verdicts.json`) exist.
     pub fn load_unrendered(dir: &Path) -> Result<Bundle, String> {
-        Ok(Bundle::read(dir, false, false)?.0)
+        Ok(Bundle::read(dir, false, side_by_side)?.0)
     }
 
-    /// The bundle, and with `check` its results.
-    fn read(
+    /// The bundle, its small files read here and its two large ones by `large` (given the
+    /// scenario and a reader of each), with whatever else `large` makes of them.
+    fn read<T>(
         dir: &Path,
         with_verdicts: bool,
-        check: bool,
-    ) -> Result<(Bundle, Option<Vec<CheckResult>>), String> {
+        large: impl FnOnce(
+            &Scenario,
+            Reader<'_, History>,
+            Reader<'_, Evidence>,
+        ) -> Result<(History, Evidence, T), String>,
+    ) -> Result<(Bundle, T), String> {
         if !dir.is_dir() {
             return Err(format!(
                 "{}: not a run bundle (no such directory)",
@@ -111,31 +117,15 @@ impl Bundle {
         } else {
             None
         };
-        // The two largest files, read and parsed side by side; with `check`, the evidence
-        // (much the smaller) is judged as far as it can be alone while the history is read.
-        let read_history = || {
+        let read_history: Reader<'_, History> = Box::new(|| {
             History::from_jsonl(&read("history.jsonl")?)
                 .map_err(|e| format!("{}: {e}", path("history.jsonl")))
-        };
-        let read_evidence = || {
+        });
+        let read_evidence: Reader<'_, Evidence> = Box::new(|| {
             read("evidence/evidence.json")
                 .and_then(|text| json_file::<Evidence>(&path("evidence/evidence.json"), &text))
-        };
-        let (history, evidence, results) = if check {
-            let (h, ev, results) =
-                chaos_check::judge_while_reading(&scenario, read_history, read_evidence)?;
-            (h, ev, Some(results))
-        } else {
-            let (h, ev) = std::thread::scope(|s| {
-                let evidence = s.spawn(read_evidence);
-                let history = read_history();
-                let evidence = evidence
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                (history, evidence)
-            });
-            (h?, ev?, None)
-        };
+        });
+        let (history, evidence, made) = large(&scenario, read_history, read_evidence)?;
         let bundle = Bundle {
             dir: dir.to_path_buf(),
             scenario,
@@ -144,7 +134,7 @@ impl Bundle {
             evidence,
             recorded,
         };
-        Ok((bundle, results))
+        Ok((bundle, made))
     }
 
     /// Check the bundle's history and evidence again and make the report of it, keeping the
@@ -187,6 +177,27 @@ impl Bundle {
                 )
             })
     }
+}
+
+/// A reader of one of a bundle's large files.
+type Reader<'r, T> = Box<dyn FnOnce() -> Result<T, String> + Send + 'r>;
+
+/// The two large files read and parsed side by side (the history on this thread); a history
+/// error comes first.
+fn side_by_side(
+    _: &Scenario,
+    read_history: Reader<'_, History>,
+    read_evidence: Reader<'_, Evidence>,
+) -> Result<(History, Evidence, ()), String> {
+    let (history, evidence) = std::thread::scope(|s| {
+        let evidence = s.spawn(read_evidence);
+        let history = read_history();
+        let evidence = evidence
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (history, evidence)
+    });
+    Ok((history?, evidence?, ()))
 }
 
 /// A JSON file parsed into `T`; the error names the file, line and column.
