@@ -19,9 +19,12 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum ImagesAction {
-    /// Build the images the current binaries need, unless images with their tags exist.
+    /// Build the images the current binaries need, unless images with their tags exist;
+    /// copy the broker's code out of the app image onto its volumes; remove the images and
+    /// code volumes of earlier inputs.
     Build,
-    /// Print the tags the current binaries need and whether each is on the engine.
+    /// Print the tags the current binaries need and whether each is on the engine, and the
+    /// broker's code volumes.
     Status,
 }
 
@@ -112,7 +115,8 @@ pub enum Command {
         all: bool,
     },
     /// The docker environment's images: built here from Debian packages (debootstrap) and
-    /// the workspace's binaries, tagged by a hash of their inputs, never pulled.
+    /// the workspace's binaries, tagged by a hash of their inputs, never pulled; and the
+    /// volumes the broker boots from, copied out of them (read-only, shared by runs).
     Images {
         #[command(subcommand)]
         action: ImagesAction,

@@ -1,12 +1,16 @@
 //! The docker environment against real containers (the `docker` tier): every container
 //! fault takes effect and heals, a partition cuts the target off a dependency while the
-//! proxy stays up, a restarted database keeps its volume's data, and shutdown leaves no
-//! container, network or volume behind. Needs the Docker engine; the images are built on
+//! proxy stays up, a restarted database keeps its volume's data, the broker boots from its
+//! code volumes read-only (kept after the run, pruned with earlier inputs), and shutdown
+//! leaves no container, network or volume of the run behind. Needs the Docker engine; the images are built on
 //! demand (`chaos images build`). Build the binaries first (`just test` does).
 
 use std::time::Duration;
 
-use chaos_engine::env::docker::{images::Build, reap};
+use chaos_engine::env::docker::{
+    images::{self, Build},
+    reap,
+};
 use chaos_engine::env::{Env, EnvConfig};
 use chaos_model::{EnvKind, Node, Profile, Service};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -105,6 +109,23 @@ async fn container_faults_take_effect_heal_and_leave_nothing() {
     let ready = format!("{}/health/readiness", ep.target[0]);
     assert!(pong(&redis).await, "redis answers at {redis}");
     assert_eq!(status(&http, &ready).await, Some(200));
+
+    // The broker booted from the code volumes, mounted read-only: no run changes them.
+    let docker = reap::connect().await.unwrap();
+    let code = images::wanted().unwrap().code_volumes();
+    let rabbit = docker
+        .inspect_container(&format!("chaos-{run_id}-rabbitmq"), None)
+        .await
+        .unwrap();
+    let mounts = rabbit.mounts.unwrap_or_default();
+    for (volume, dir) in &code {
+        let m = mounts
+            .iter()
+            .find(|m| m.name.as_deref() == Some(volume.as_str()))
+            .unwrap_or_else(|| panic!("{volume} is mounted on the broker: {mounts:?}"));
+        assert_eq!(m.destination.as_deref(), Some(*dir));
+        assert_eq!(m.rw, Some(false), "{volume} is mounted read-only");
+    }
 
     // pause: the cgroup freezer; Redis holds its socket and answers nothing; unpaused, it does.
     env.pause(Service::Redis).await.unwrap();
@@ -216,9 +237,60 @@ async fn container_faults_take_effect_heal_and_leave_nothing() {
     let _ = std::fs::remove_dir_all(&dir);
 
     env.shutdown().await;
-    let docker = reap::connect().await.unwrap();
     let left = reap::resources_of_run(&docker, &run_id).await;
     assert!(left.is_empty(), "left behind: {left:?}");
+    for (volume, _) in &code {
+        assert!(
+            images::volume_exists(volume).await.unwrap(),
+            "{volume} holds code, not the run's state: it stays for the next run"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn building_the_images_removes_code_volumes_of_earlier_inputs() {
+    let docker = reap::connect().await.unwrap();
+    let code_repo = format!(
+        "{}-code",
+        std::env::var("CHAOS_IMAGE_PREFIX").unwrap_or_else(|_| "chaos".into())
+    );
+    // A code volume of other inputs (its tag is no hash of today's), and a volume whose
+    // name only looks like one: not a tag after the prefix, so not the prune's to remove.
+    let old = format!("{code_repo}-{:016x}-erlang", std::process::id());
+    let other = format!("{code_repo}-x{}-erlang", std::process::id());
+    for name in [&old, &other] {
+        docker
+            .create_volume(testcontainers::bollard::models::VolumeCreateRequest {
+                name: Some(name.clone()),
+                labels: Some([("chaos.code".to_string(), "old".to_string())].into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let built = images::ensure(Build::Command, &|m: String| eprintln!("build: {m}"))
+        .await
+        .unwrap();
+    assert!(
+        !images::volume_exists(&old).await.unwrap(),
+        "{old} is removed"
+    );
+    assert!(
+        images::volume_exists(&other).await.unwrap(),
+        "{other} is no code volume's name: it stays"
+    );
+    for (volume, _) in built.code_volumes() {
+        assert!(
+            images::volume_exists(&volume).await.unwrap(),
+            "today's {volume} is made and kept"
+        );
+    }
+    let _ = docker
+        .remove_volume(
+            &other,
+            None::<testcontainers::bollard::query_parameters::RemoveVolumeOptions>,
+        )
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,6 @@
 //! `chaos images build|status`: the docker environment's images, built on this machine from
-//! Debian packages and the workspace's binaries, never pulled.
+//! Debian packages and the workspace's binaries, never pulled, and the broker's code volumes
+//! copied out of them.
 
 use chaos_engine::env::docker::images::{self, Build};
 
@@ -51,6 +52,17 @@ pub fn run(action: &ImagesAction) -> anyhow::Result<u8> {
                 if missing > 0 {
                     eprintln!("build with `chaos images build`");
                     return Ok(exit::ENVIRONMENT);
+                }
+                // Copied out of the app image when missing, by the build or the next run.
+                for (volume, dir) in wanted.code_volumes() {
+                    match images::volume_exists(&volume).await {
+                        Ok(true) => println!("{volume}  present ({dir})"),
+                        Ok(false) => println!("{volume}  missing ({dir}; copied out of the app image by `chaos images build` or the next run)"),
+                        Err(e) => {
+                            eprintln!("chaos: {e}");
+                            return Ok(exit::ENVIRONMENT);
+                        }
+                    }
                 }
                 Ok(exit::VALID)
             }

@@ -4,6 +4,14 @@
 //! proxy) and the services' start script. Each is tagged by a hash of its inputs and built
 //! only when no image carries that tag. Building shells out to the Docker CLI (`docker
 //! import`, `docker build`): bollard would need the contexts as tar streams made here.
+//!
+//! Beside the images, the broker's code volumes: the directories RabbitMQ boots from (the
+//! Erlang runtime, the broker's applications, its home), copied once out of the app image
+//! onto named volumes that the RabbitMQ container mounts read-only. An image's files are
+//! read through the storage driver (`fuse-overlayfs` on a machine without native overlay,
+//! where every module the broker loads costs a trip through FUSE); a volume's are on the
+//! host's own file system. They hold code, never state, so runs share them; they are named
+//! by a hash of what made them and removed with the images of earlier inputs.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -31,6 +39,15 @@ const RABBIT_CONF: &str = "loopback_users = none\n";
 const RABBIT_PLUGINS: &str = "[].\n";
 /// The workspace binaries the app image carries.
 const BINARIES: [&str; 3] = ["chaos", "mediconnect", "stubs"];
+/// The app image's directories the broker boots from, each on a code volume of its own:
+/// (the volume's last name part, the directory).
+const CODE_DIRS: [(&str, &str); 3] = [
+    ("erlang", "/usr/lib/erlang"),
+    ("rabbitmq", "/usr/lib/rabbitmq"),
+    ("rabbit-home", "/var/lib/chaos/rabbit-home"),
+];
+/// The label every code volume carries, valued with the code's tag.
+const LABEL_CODE: &str = "chaos.code";
 
 /// The image repository names: `chaos-base` and `chaos-app`, under another prefix when
 /// `CHAOS_IMAGE_PREFIX` says so (tests use it to name images that do not exist).
@@ -39,11 +56,24 @@ pub fn repo(which: &str) -> String {
     format!("{prefix}-{which}")
 }
 
-/// The images a docker environment runs, as `repo:tag`.
+/// The images a docker environment runs, as `repo:tag`, and the tag of its code volumes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Images {
     pub base: String,
     pub app: String,
+    /// A hash of every input of the app image but its binaries: what the directories on the
+    /// code volumes come from (a rebuilt binary changes the app image, not them).
+    pub code: String,
+}
+
+impl Images {
+    /// The code volumes, as (volume name, directory it holds), in mount order.
+    pub fn code_volumes(&self) -> Vec<(String, &'static str)> {
+        CODE_DIRS
+            .iter()
+            .map(|(part, dir)| (format!("{}-{}-{part}", repo("code"), self.code), *dir))
+            .collect()
+    }
 }
 
 /// Whether missing images are built (`chaos images build`, or a run asked to) or are an error.
@@ -102,9 +132,10 @@ fn dockerfile(base: &str) -> String {
     )
 }
 
-/// The app image's tag: a hash of its base, its Dockerfile, its files and every binary's
-/// content (a rebuilt binary is a new image; the same binary, the same image).
-fn app_tag(base: &str, binaries: &[PathBuf]) -> Result<String, EngineError> {
+/// The app image's tag and its code's: a hash of its base, its Dockerfile and its files, the
+/// code's; then every binary's content too, the image's (a rebuilt binary is a new image;
+/// the same binary, the same image).
+fn app_tags(base: &str, binaries: &[PathBuf]) -> Result<(String, String), EngineError> {
     let mut h = Sha256::new();
     hash_parts(
         &mut h,
@@ -116,6 +147,7 @@ fn app_tag(base: &str, binaries: &[PathBuf]) -> Result<String, EngineError> {
             RABBIT_PLUGINS.as_bytes(),
         ],
     );
+    let code = tag_of(h.clone());
     for b in binaries {
         use std::io::Read;
         let mut f =
@@ -131,7 +163,7 @@ fn app_tag(base: &str, binaries: &[PathBuf]) -> Result<String, EngineError> {
             h.update(&buf[..n]);
         }
     }
-    Ok(format!("{}:{}", repo("app"), tag_of(h)))
+    Ok((format!("{}:{}", repo("app"), tag_of(h)), code))
 }
 
 /// The tags the current inputs call for, whether or not such images exist.
@@ -146,8 +178,8 @@ pub fn wanted() -> Result<Images, EngineError> {
     }
     let base = base_tag();
     let binaries = binaries()?;
-    let app = app_tag(&base, &binaries)?;
-    Ok(WANTED.get_or_init(|| Images { base, app }).clone())
+    let (app, code) = app_tags(&base, &binaries)?;
+    Ok(WANTED.get_or_init(|| Images { base, app, code }).clone())
 }
 
 /// The directory the binaries come from, as an image label.
@@ -163,7 +195,8 @@ fn binaries() -> Result<Vec<PathBuf>, EngineError> {
 }
 
 /// The images for this run: present already, or built now when `build` allows; otherwise an
-/// error naming the command that builds them. Nothing is ever pulled.
+/// error naming the command that builds them. Nothing is ever pulled. Then the code volumes,
+/// made from the app image when missing whatever `build` says (a copy, not a build).
 pub async fn ensure(
     build: Build,
     progress: &(dyn Fn(String) + Sync),
@@ -187,8 +220,9 @@ pub async fn ensure(
             build_app(&images.base, tag, progress).await?;
         }
     }
+    code_volumes(&images, progress).await?;
     if build == Build::Command {
-        prune_apps(&images.app, progress).await;
+        prune_apps(&images, progress).await;
     }
     Ok(images)
 }
@@ -196,6 +230,12 @@ pub async fn ensure(
 /// Whether an image with this tag is on the engine.
 pub async fn exists(tag: &str) -> Result<bool, EngineError> {
     let out = docker(&["image", "inspect", "--format", "{{.Id}}", tag]).await?;
+    Ok(out.status.success())
+}
+
+/// Whether a volume of this name is on the engine.
+pub async fn volume_exists(name: &str) -> Result<bool, EngineError> {
+    let out = docker(&["volume", "inspect", "--format", "{{.Name}}", name]).await?;
     Ok(out.status.success())
 }
 
@@ -376,9 +416,113 @@ async fn build_base(tag: &str, progress: &(dyn Fn(String) + Sync)) -> Result<(),
     Ok(())
 }
 
+/// Make the code volumes that are missing: one container created (never started) from the
+/// app image with each missing volume mounted on its directory, which has the engine copy
+/// the image's files into the new volume, then removed. Under a lock of this machine's, so
+/// two processes never fill the same volume at once; a volume that exists was filled by the
+/// create that made it (the engine copies before the create returns).
+async fn code_volumes(
+    images: &Images,
+    progress: &(dyn Fn(String) + Sync),
+) -> Result<(), EngineError> {
+    let volumes = images.code_volumes();
+    let names: Vec<&str> = volumes.iter().map(|(v, _)| v.as_str()).collect();
+    let all_there = || async {
+        let mut args = vec!["volume", "inspect", "--format", "{{.Name}}"];
+        args.extend(&names);
+        docker(&args).await.map(|o| o.status.success())
+    };
+    if all_there().await? {
+        return Ok(());
+    }
+    let _lock = machine_lock("code-volumes").await?;
+    // Another process may have made them while this one waited.
+    let mut missing = Vec::new();
+    for (volume, dir) in &volumes {
+        if !volume_exists(volume).await? {
+            missing.push((volume.as_str(), *dir));
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    progress(format!(
+        "copying the broker's code out of {} onto volumes {} (once per image inputs)",
+        images.app,
+        missing
+            .iter()
+            .map(|(v, _)| *v)
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    // Labelled as a run's, so a filler left by a crash is reaped as a crashed run's is.
+    let filler = format!("{}-fill-{}", repo("code"), std::process::id());
+    let _ = docker(&["rm", "--force", &filler]).await;
+    let mut args: Vec<String> = ["create", "--name", &filler].map(String::from).to_vec();
+    for (k, v) in super::reap::labels(&filler) {
+        args.extend(["--label".into(), format!("{k}={v}")]);
+    }
+    for (volume, dir) in &missing {
+        args.extend([
+            "--mount".into(),
+            format!(
+                "type=volume,src={volume},dst={dir},volume-label={LABEL_CODE}={}",
+                images.code
+            ),
+        ]);
+    }
+    args.extend([images.app.clone(), "true".into()]);
+    let out = docker(&args.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+    let _ = docker(&["rm", "--force", &filler]).await;
+    if !out.status.success() {
+        // A create that failed halfway (a full disk) may have left a volume half filled.
+        for (volume, _) in &missing {
+            let _ = docker(&["volume", "rm", volume]).await;
+        }
+        return Err(EngineError::Docker(format!(
+            "copy the broker's code out of {} onto volumes: {}{}",
+            images.app,
+            String::from_utf8_lossy(&out.stderr).trim(),
+            full_disk_hint(&out.stderr)
+        )));
+    }
+    Ok(())
+}
+
+/// An exclusive lock on a file of this machine's (under the images' work directory), held
+/// until the returned lock is dropped; waited for on a blocking thread.
+async fn machine_lock(name: &str) -> Result<nix::fcntl::Flock<std::fs::File>, EngineError> {
+    let path = work_dir().join(format!("{name}.lock"));
+    tokio::task::spawn_blocking(move || lock_file(&path, nix::fcntl::FlockArg::LockExclusive))
+        .await
+        .expect("the lock's thread does not panic")
+}
+
+fn lock_file(
+    path: &Path,
+    how: nix::fcntl::FlockArg,
+) -> Result<nix::fcntl::Flock<std::fs::File>, EngineError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(EngineError::io(format!("create {}", dir.display())))?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(EngineError::io(format!("open {}", path.display())))?;
+    nix::fcntl::Flock::lock(f, how).map_err(|(_, e)| {
+        EngineError::io(format!("lock {}", path.display()))(std::io::Error::from(e))
+    })
+}
+
 /// Remove the app images of earlier binaries: each is a few hundred MB of layers no run
-/// will use again. One a container still uses (another run's) stays.
-async fn prune_apps(keep: &str, progress: &(dyn Fn(String) + Sync)) {
+/// will use again. One a container still uses (another run's) stays. Then the code volumes
+/// of earlier image inputs, which no run will mount again either.
+async fn prune_apps(keep: &Images, progress: &(dyn Fn(String) + Sync)) {
+    prune_code(keep, progress).await;
+    let keep = keep.app.as_str();
     let repo = repo("app");
     // Only those built from the same directory of binaries: a debug and a release build
     // each keep theirs.
@@ -403,6 +547,44 @@ async fn prune_apps(keep: &str, progress: &(dyn Fn(String) + Sync)) {
                 .is_ok_and(|o| o.status.success())
         {
             progress(format!("removed {old}, the image of earlier binaries"));
+        }
+    }
+}
+
+/// Remove the code volumes of other image inputs under this prefix. One a container still
+/// mounts stays.
+async fn prune_code(keep: &Images, progress: &(dyn Fn(String) + Sync)) {
+    let Ok(out) = docker(&[
+        "volume",
+        "ls",
+        "--quiet",
+        "--filter",
+        &format!("label={LABEL_CODE}"),
+    ])
+    .await
+    else {
+        return;
+    };
+    let ours = format!("{}-", repo("code"));
+    let current = format!("{ours}{}-", keep.code);
+    for old in String::from_utf8_lossy(&out.stdout).lines() {
+        // Another prefix's volumes (`chaos-ci-…-code-…` under `chaos-code-`'s) are not
+        // this prefix's: a tag is hex, so the part after the prefix must be one.
+        let Some(rest) = old.strip_prefix(&ours) else {
+            continue;
+        };
+        let is_code = rest
+            .split_once('-')
+            .is_some_and(|(tag, _)| tag.len() == 16 && tag.bytes().all(|b| b.is_ascii_hexdigit()));
+        if is_code
+            && !old.starts_with(&current)
+            && docker(&["volume", "rm", old])
+                .await
+                .is_ok_and(|o| o.status.success())
+        {
+            progress(format!(
+                "removed {old}, a code volume of earlier image inputs"
+            ));
         }
     }
 }
@@ -457,4 +639,56 @@ async fn build_app(
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::fcntl::FlockArg;
+
+    #[test]
+    fn the_machine_lock_is_held_by_one_holder_at_a_time() {
+        let dir = std::env::temp_dir().join(format!("chaos-lock-test-{}", std::process::id()));
+        let path = dir.join("sub").join("code-volumes.lock");
+        let held = lock_file(&path, FlockArg::LockExclusive).expect("the lock is taken");
+        // Another open file description (another process's, or another task's) waits.
+        assert!(lock_file(&path, FlockArg::LockExclusiveNonblock).is_err());
+        drop(held);
+        assert!(lock_file(&path, FlockArg::LockExclusiveNonblock).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_rebuilt_binary_changes_the_app_tag_not_the_code_tag() {
+        let dir = std::env::temp_dir().join(format!("chaos-tag-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bin = dir.join("mediconnect");
+        std::fs::write(&bin, b"one build").unwrap();
+        let (app1, code1) = app_tags("chaos-base:1", std::slice::from_ref(&bin)).unwrap();
+        std::fs::write(&bin, b"another build").unwrap();
+        let (app2, code2) = app_tags("chaos-base:1", std::slice::from_ref(&bin)).unwrap();
+        let (_, code3) = app_tags("chaos-base:2", &[bin]).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_ne!(app1, app2, "new binaries, a new app image");
+        assert_eq!(code1, code2, "the same code volumes for both");
+        assert_ne!(code1, code3, "another base, other code volumes");
+    }
+
+    #[test]
+    fn code_volumes_are_named_by_the_code_tag_one_per_directory() {
+        let images = Images {
+            base: "chaos-base:1".into(),
+            app: "chaos-app:2".into(),
+            code: "00112233445566ff".into(),
+        };
+        let v = images.code_volumes();
+        assert_eq!(v.len(), CODE_DIRS.len());
+        for ((name, dir), (part, want)) in v.iter().zip(CODE_DIRS) {
+            assert!(
+                name.ends_with(&format!("-code-00112233445566ff-{part}")),
+                "{name}"
+            );
+            assert_eq!(dir, &want);
+        }
+    }
 }

@@ -4,7 +4,8 @@
 //! dependency by the proxy's name on the network; the harness reaches the proxy's API, the
 //! stubs, the replicas and each server (for evidence) through ports mapped on 127.0.0.1
 //! only, each fixed for the run so a restart or a reconnect comes back where it was.
-//! Readiness is the local environment's probes over those ports. Faults act through the
+//! Readiness is the local environment's probes over those ports. The broker boots from the
+//! code volumes (`images`), read-only. Faults act through the
 //! engine: SIGKILL, a graceful stop, the cgroup freezer, a start with the volume kept, and
 //! a partition (the container disconnected from the network while the proxy stays up).
 
@@ -25,7 +26,7 @@ use testcontainers::bollard::models::{
 use testcontainers::bollard::query_parameters::{
     InspectContainerOptions, KillContainerOptionsBuilder, LogsOptionsBuilder,
 };
-use testcontainers::core::{ExecCommand, IntoContainerPort, Mount, WaitFor};
+use testcontainers::core::{AccessMode, ExecCommand, IntoContainerPort, Mount, WaitFor};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 use tokio::sync::Mutex;
@@ -147,6 +148,8 @@ struct Spec {
     /// (container port, host port) pairs published on 127.0.0.1.
     ports: Vec<(u16, u16)>,
     volume: bool,
+    /// Code volumes mounted read-only: (volume, directory).
+    code: Vec<(String, &'static str)>,
     ready: Probe,
     live: Probe,
     timeout: Duration,
@@ -239,6 +242,12 @@ impl DockerEnv {
                     cmd: vec!["/usr/local/bin/chaos-service".into(), service.to_string()],
                     ports: vec![(port, host)],
                     volume: true,
+                    // The broker boots from the host's file system, not the image's.
+                    code: if service == Service::Rabbitmq {
+                        images.code_volumes()
+                    } else {
+                        Vec::new()
+                    },
                     live: probe.clone(),
                     ready: probe,
                     // RabbitMQ's cold start on an overlay file system takes seconds.
@@ -276,6 +285,7 @@ impl DockerEnv {
                     .to_vec(),
                     ports: vec![(STUB_API_PORT, api), (STUB_CONTROL_PORT, control)],
                     volume: true,
+                    code: Vec::new(),
                     live: probe.clone(),
                     ready: probe,
                     timeout: Duration::from_secs(30),
@@ -312,6 +322,7 @@ impl DockerEnv {
                 .to_vec(),
                 ports: proxy_ports,
                 volume: false,
+                code: Vec::new(),
                 ready: Probe::Http(format!("{api}/version")),
                 live: Probe::Http(format!("{api}/version")),
                 timeout: Duration::from_secs(30),
@@ -418,6 +429,7 @@ impl DockerEnv {
                             cmd,
                             ports: vec![(REPLICA_PORT, host)],
                             volume: false,
+                            code: Vec::new(),
                             ready: Probe::Http(format!("{base}/health/readiness")),
                             live: Probe::Http(format!("{base}/health/liveness")),
                             timeout: Duration::from_secs(30),
@@ -534,6 +546,11 @@ impl DockerEnv {
                     ))
                 })?;
             req = req.with_mount(Mount::volume_mount(volume, "/data"));
+        }
+        for (volume, dir) in &spec.code {
+            req = req.with_mount(
+                Mount::volume_mount(volume.clone(), *dir).with_access_mode(AccessMode::ReadOnly),
+            );
         }
         let inner = req.start().await.map_err(|e| {
             let text = e.to_string();
