@@ -18,6 +18,14 @@ use chaos_model::bench::{BenchPart, Figure, Goal};
 #[path = "../../benches/part.rs"]
 mod part;
 
+/// The chaos binary's allocator settings (chaos-check does not depend on the engine).
+#[path = "../../engine/src/alloc.rs"]
+#[allow(
+    dead_code,
+    reason = "its tests' helpers, compiled here when clippy checks the bench as a test"
+)]
+mod alloc;
+
 /// The chaos binary's allocator, so that the figures are what `chaos report` pays.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -43,6 +51,7 @@ fn time<T>(f: impl Fn() -> T) -> Duration {
 }
 
 fn main() {
+    alloc::keep_freed_memory();
     let n: usize = std::env::var("CHAOS_BENCH_OPS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -18,11 +18,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// glibc's malloc was a fifth of the workload driver's CPU at high rates (`benches/driver.rs`).
+/// glibc's malloc was a fifth of the workload driver's CPU at high rates (`benches/driver.rs`);
+/// its settings are `chaos_engine::alloc`'s.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    chaos_engine::alloc::keep_freed_memory();
     let cli = match args::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -242,6 +242,7 @@ fn pct(v: &[f64], q: f64) -> f64 {
 }
 
 fn main() {
+    chaos_engine::alloc::keep_freed_memory();
     let addr = trivial_server();
     let url = format!("http://{addr}/health/readiness");
     let base = format!("http://{addr}");

@@ -57,6 +57,7 @@ async fn starts(kind: EnvKind, n: u32) -> BTreeMap<String, Vec<f64>> {
 }
 
 fn main() {
+    chaos_engine::alloc::keep_freed_memory();
     let n: u32 = std::env::var("CHAOS_BENCH_STARTS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -199,6 +199,7 @@ fn thread_proxy(upstream: String) -> String {
 }
 
 fn main() {
+    chaos_engine::alloc::keep_freed_memory();
     // CHAOS_BENCH_PIN=<cpu>: run every thread on one CPU. On a VM, waking a thread on an idle
     // virtual CPU costs tens of microseconds (an inter-processor interrupt through the
     // host); pinned, the figures show the proxy's own cost without that.

@@ -5,6 +5,7 @@
 //! Architecture invariant: this is the only crate of the harness that starts processes or
 //! opens sockets; it never prints (progress goes to the caller through [`runner::Progress`]).
 
+pub mod alloc;
 pub mod env;
 pub mod error;
 pub mod fault;
