@@ -1,13 +1,15 @@
 //! The allocator's settings for the chaos binary and the benches, whose global allocator is
 //! mimalloc: freed memory is kept for reuse instead of being handed back to the kernel.
 //!
-//! By default mimalloc purges (decommits) memory freed for 10 ms, and the next allocation
-//! there faults it back in, zeroed, often as a 2 MiB transparent huge page. At the driver's
-//! rates that was 60,000-85,000 page faults in one run of `benches/driver.rs` and a latency
-//! p99 of 4-50 ms at a quarter of the saturated rate; with purging off, 1,700 faults and a
-//! p99 of 0.7-1.1 ms, four runs out of four. Longer delays (250 ms, 1 s), purging by reset
-//! instead of decommit and no huge pages did not remove the stalls. The cost: a process
-//! keeps its peak heap (a run's, or the check of a large history) until it exits.
+//! By default mimalloc (v3, what `libmimalloc-sys` builds) purges (decommits) memory a
+//! second after it was freed, and the next allocation there faults it back in, zeroed,
+//! often as a 2 MiB transparent huge page. At the driver's rates that was 60,000-85,000
+//! page faults in one run of `benches/driver.rs` and a latency p99 of 4-50 ms at a quarter
+//! of the saturated rate; with purging off, 1,700 faults and a p99 of 0.66-1.1 ms, seven
+//! runs out of seven. A shorter delay (250 ms), purging by reset instead of decommit and no
+//! huge pages did not remove the stalls. The cost: a process keeps its peak heap (a run's,
+//! or the check of a large history) until it exits. The setting overrides
+//! `MIMALLOC_PURGE_DELAY` in the environment.
 
 /// mimalloc v3's `mi_option_purge_delay` (its `mimalloc.h`; the Rust bindings name no
 /// constant for it). The tests check it is the option `MIMALLOC_PURGE_DELAY` sets.

@@ -1,7 +1,8 @@
 //! The docker environment against real containers (the `docker` tier): every container
 //! fault takes effect and heals, a partition cuts the target off a dependency while the
 //! proxy stays up, a restarted database keeps its volume's data, the broker boots from its
-//! code volumes read-only (kept after the run, pruned with earlier inputs), and shutdown
+//! code volumes read-only (kept after the run, pruned with earlier inputs, filled again
+//! when incomplete), and shutdown
 //! leaves no container, network or volume of the run behind. Needs the Docker engine; the images are built on
 //! demand (`chaos images build`). Build the binaries first (`just test` does).
 
@@ -257,8 +258,9 @@ async fn building_the_images_removes_code_volumes_of_earlier_inputs() {
     // A code volume of other inputs (its tag is no hash of today's), and a volume whose
     // name only looks like one: not a tag after the prefix, so not the prune's to remove.
     let old = format!("{code_repo}-{:016x}-erlang", std::process::id());
+    let old_marker = format!("{code_repo}-{:016x}-ready", std::process::id());
     let other = format!("{code_repo}-x{}-erlang", std::process::id());
-    for name in [&old, &other] {
+    for name in [&old, &old_marker, &other] {
         docker
             .create_volume(testcontainers::bollard::models::VolumeCreateRequest {
                 name: Some(name.clone()),
@@ -271,14 +273,17 @@ async fn building_the_images_removes_code_volumes_of_earlier_inputs() {
     let built = images::ensure(Build::Command, &|m: String| eprintln!("build: {m}"))
         .await
         .unwrap();
-    assert!(
-        !images::volume_exists(&old).await.unwrap(),
-        "{old} is removed"
-    );
+    for name in [&old, &old_marker] {
+        assert!(
+            !images::volume_exists(name).await.unwrap(),
+            "{name} is removed"
+        );
+    }
     assert!(
         images::volume_exists(&other).await.unwrap(),
         "{other} is no code volume's name: it stays"
     );
+    assert!(images::volume_exists(&built.code_marker()).await.unwrap());
     for (volume, _) in built.code_volumes() {
         assert!(
             images::volume_exists(&volume).await.unwrap(),
@@ -306,4 +311,99 @@ async fn a_dropped_environment_removes_its_containers() {
     drop(env);
     let left = reap::resources_of_run(&docker, &run_id).await;
     assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incomplete_code_volumes_are_filled_again() {
+    use testcontainers::bollard::models::VolumeCreateRequest;
+    let docker = reap::connect().await.unwrap();
+    let note = |m: String| eprintln!("code: {m}");
+    let real = images::ensure(Build::IfMissing, &note).await.unwrap();
+    // Code volumes of a tag of this test's own, from today's images.
+    let fake = images::Images {
+        code: format!(
+            "{:016x}",
+            0xc0de_0000_0000_u64 + u64::from(std::process::id())
+        ),
+        ..real.clone()
+    };
+    let marker = fake.code_marker();
+    let create = |name: String, labels: Vec<(&'static str, &'static str)>| {
+        let docker = docker.clone();
+        async move {
+            docker
+                .create_volume(VolumeCreateRequest {
+                    name: Some(name),
+                    labels: Some(
+                        labels
+                            .into_iter()
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect(),
+                    ),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let base_of_marker = || async {
+        docker
+            .inspect_volume(&marker)
+            .await
+            .unwrap()
+            .labels
+            .get("chaos.code-base")
+            .cloned()
+    };
+    let erlang_filled = || async {
+        let (erlang, _) = fake.code_volumes()[0].clone();
+        let v = docker.inspect_volume(&erlang).await.unwrap();
+        std::path::Path::new(&v.mountpoint).join("bin").exists()
+    };
+    // What a cut-off fill leaves: every volume there, empty, and no marker.
+    for (volume, _) in fake.code_volumes() {
+        create(volume, vec![("chaos.code", "test")]).await;
+    }
+    assert!(!erlang_filled().await);
+    images::ensure_code_volumes(&fake, &note).await.unwrap();
+    assert!(
+        erlang_filled().await,
+        "volumes without a marker are filled again"
+    );
+    let base_id = base_of_marker().await.expect("the marker names its base");
+    assert!(base_id.starts_with("sha256:"), "{base_id}");
+
+    // A marker naming another base (the base rebuilt under its tag): filled again.
+    docker
+        .remove_volume(
+            &marker,
+            None::<testcontainers::bollard::query_parameters::RemoveVolumeOptions>,
+        )
+        .await
+        .unwrap();
+    create(
+        marker.clone(),
+        vec![
+            ("chaos.code", "test"),
+            ("chaos.code-base", "sha256:another"),
+        ],
+    )
+    .await;
+    images::ensure_code_volumes(&fake, &note).await.unwrap();
+    assert_eq!(base_of_marker().await, Some(base_id));
+    assert!(erlang_filled().await);
+
+    for name in fake
+        .code_volumes()
+        .into_iter()
+        .map(|(v, _)| v)
+        .chain([marker.clone()])
+    {
+        let _ = docker
+            .remove_volume(
+                &name,
+                None::<testcontainers::bollard::query_parameters::RemoveVolumeOptions>,
+            )
+            .await;
+    }
 }

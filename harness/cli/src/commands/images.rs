@@ -54,7 +54,12 @@ pub fn run(action: &ImagesAction) -> anyhow::Result<u8> {
                     return Ok(exit::ENVIRONMENT);
                 }
                 // Copied out of the app image when missing, by the build or the next run.
-                for (volume, dir) in wanted.code_volumes() {
+                let marker = wanted.code_marker();
+                let code = wanted
+                    .code_volumes()
+                    .into_iter()
+                    .chain([(marker, "the marker: the volumes were filled completely")]);
+                for (volume, dir) in code {
                     match images::volume_exists(&volume).await {
                         Ok(true) => println!("{volume}  present ({dir})"),
                         Ok(false) => println!("{volume}  missing ({dir}; copied out of the app image by `chaos images build` or the next run)"),

@@ -48,6 +48,8 @@ const CODE_DIRS: [(&str, &str); 3] = [
 ];
 /// The label every code volume carries, valued with the code's tag.
 const LABEL_CODE: &str = "chaos.code";
+/// The label of the code volumes' marker: the id of the base image they were filled from.
+const LABEL_CODE_BASE: &str = "chaos.code-base";
 
 /// The image repository names: `chaos-base` and `chaos-app`, under another prefix when
 /// `CHAOS_IMAGE_PREFIX` says so (tests use it to name images that do not exist).
@@ -73,6 +75,11 @@ impl Images {
             .iter()
             .map(|(part, dir)| (format!("{}-{}-{part}", repo("code"), self.code), *dir))
             .collect()
+    }
+
+    /// The empty volume whose presence says the code volumes were filled completely.
+    pub fn code_marker(&self) -> String {
+        format!("{}-{}-ready", repo("code"), self.code)
     }
 }
 
@@ -220,7 +227,7 @@ pub async fn ensure(
             build_app(&images.base, tag, progress).await?;
         }
     }
-    code_volumes(&images, progress).await?;
+    ensure_code_volumes(&images, progress).await?;
     if build == Build::Command {
         prune_apps(&images, progress).await;
     }
@@ -416,42 +423,47 @@ async fn build_base(tag: &str, progress: &(dyn Fn(String) + Sync)) -> Result<(),
     Ok(())
 }
 
-/// Make the code volumes that are missing: one container created (never started) from the
-/// app image with each missing volume mounted on its directory, which has the engine copy
-/// the image's files into the new volume, then removed. Under a lock of this machine's, so
-/// two processes never fill the same volume at once; a volume that exists was filled by the
-/// create that made it (the engine copies before the create returns).
-async fn code_volumes(
+/// Make the code volumes unless they are complete: one container created (never started)
+/// from the app image with each volume mounted on its directory, which has the engine copy
+/// the image's files into the new, empty volume; the container removed; then the marker
+/// volume made, labelled with the base image's id. The volumes count as complete only when
+/// the marker is there and names the base image on the engine now: the engine makes a
+/// volume before it copies into it, so a volume that merely exists may be mid-copy (or cut
+/// off by a crash), and a base rebuilt under the same tag (after `docker system prune -a`)
+/// may differ from the one the volumes came from. Filling is under a lock of this machine's,
+/// so two processes never fill the same volumes at once.
+pub async fn ensure_code_volumes(
     images: &Images,
     progress: &(dyn Fn(String) + Sync),
 ) -> Result<(), EngineError> {
+    let base_id = image_id(&images.base).await?;
+    if code_complete(images, &base_id).await? {
+        return Ok(());
+    }
+    let _lock = machine_lock("code-volumes", progress).await?;
+    // Another process may have filled them while this one waited.
+    if code_complete(images, &base_id).await? {
+        return Ok(());
+    }
     let volumes = images.code_volumes();
-    let names: Vec<&str> = volumes.iter().map(|(v, _)| v.as_str()).collect();
-    let all_there = || async {
-        let mut args = vec!["volume", "inspect", "--format", "{{.Name}}"];
-        args.extend(&names);
-        docker(&args).await.map(|o| o.status.success())
-    };
-    if all_there().await? {
-        return Ok(());
-    }
-    let _lock = machine_lock("code-volumes").await?;
-    // Another process may have made them while this one waited.
-    let mut missing = Vec::new();
-    for (volume, dir) in &volumes {
-        if !volume_exists(volume).await? {
-            missing.push((volume.as_str(), *dir));
+    let marker = images.code_marker();
+    // Whatever is there is incomplete: it goes, and is filled again from nothing.
+    for name in volumes.iter().map(|(v, _)| v).chain([&marker]) {
+        let out = docker(&["volume", "rm", name]).await?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() && !err.contains("no such volume") {
+            return Err(EngineError::Docker(format!(
+                "remove {name}, an incomplete code volume, to fill it again: {} (a container still mounts it: `chaos down --all` removes this machine's runs)",
+                err.trim()
+            )));
         }
-    }
-    if missing.is_empty() {
-        return Ok(());
     }
     progress(format!(
         "copying the broker's code out of {} onto volumes {} (once per image inputs)",
         images.app,
-        missing
+        volumes
             .iter()
-            .map(|(v, _)| *v)
+            .map(|(v, _)| v.as_str())
             .collect::<Vec<_>>()
             .join(", ")
     ));
@@ -462,7 +474,7 @@ async fn code_volumes(
     for (k, v) in super::reap::labels(&filler) {
         args.extend(["--label".into(), format!("{k}={v}")]);
     }
-    for (volume, dir) in &missing {
+    for (volume, dir) in &volumes {
         args.extend([
             "--mount".into(),
             format!(
@@ -475,8 +487,9 @@ async fn code_volumes(
     let out = docker(&args.iter().map(String::as_str).collect::<Vec<_>>()).await?;
     let _ = docker(&["rm", "--force", &filler]).await;
     if !out.status.success() {
-        // A create that failed halfway (a full disk) may have left a volume half filled.
-        for (volume, _) in &missing {
+        // A create that failed halfway (a full disk) may have left a volume half filled;
+        // without its marker the next process fills it again anyway.
+        for (volume, _) in &volumes {
             let _ = docker(&["volume", "rm", volume]).await;
         }
         return Err(EngineError::Docker(format!(
@@ -486,34 +499,124 @@ async fn code_volumes(
             full_disk_hint(&out.stderr)
         )));
     }
+    let out = docker(&[
+        "volume",
+        "create",
+        "--label",
+        &format!("{LABEL_CODE}={}", images.code),
+        "--label",
+        &format!("{LABEL_CODE_BASE}={base_id}"),
+        &marker,
+    ])
+    .await?;
+    if !out.status.success() {
+        return Err(EngineError::Docker(format!(
+            "create {marker}, the code volumes' marker: {}{}",
+            String::from_utf8_lossy(&out.stderr).trim(),
+            full_disk_hint(&out.stderr)
+        )));
+    }
     Ok(())
 }
 
+/// Whether the code volumes and their marker are there, the marker naming `base_id`.
+async fn code_complete(images: &Images, base_id: &str) -> Result<bool, EngineError> {
+    let marker = images.code_marker();
+    let volumes = images.code_volumes();
+    let format = format!("{{{{.Name}}}} {{{{index .Labels \"{LABEL_CODE_BASE}\"}}}}");
+    let mut args = vec!["volume", "inspect", "--format", &format, &marker];
+    args.extend(volumes.iter().map(|(v, _)| v.as_str()));
+    let out = docker(&args).await?;
+    // Fails when any of them is missing.
+    if !out.status.success() {
+        return Ok(false);
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text
+        .lines()
+        .any(|l| l.split_once(' ') == Some((marker.as_str(), base_id))))
+}
+
+/// The id of an image on the engine.
+async fn image_id(tag: &str) -> Result<String, EngineError> {
+    let out = docker(&["image", "inspect", "--format", "{{.Id}}", tag]).await?;
+    if !out.status.success() {
+        return Err(EngineError::Docker(format!(
+            "inspect {tag}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 /// An exclusive lock on a file of this machine's (under the images' work directory), held
-/// until the returned lock is dropped; waited for on a blocking thread.
-async fn machine_lock(name: &str) -> Result<nix::fcntl::Flock<std::fs::File>, EngineError> {
+/// until the returned lock is dropped; waited for on a blocking thread, saying so.
+async fn machine_lock(
+    name: &str,
+    progress: &(dyn Fn(String) + Sync),
+) -> Result<nix::fcntl::Flock<std::fs::File>, EngineError> {
     let path = work_dir().join(format!("{name}.lock"));
+    match lock_file(&path, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Err(LockError::Held) => {}
+        Err(LockError::Engine(e)) => return Err(e),
+        Ok(l) => return Ok(l),
+    }
+    progress(format!(
+        "waiting for another chaos process holding {}",
+        path.display()
+    ));
     tokio::task::spawn_blocking(move || lock_file(&path, nix::fcntl::FlockArg::LockExclusive))
         .await
         .expect("the lock's thread does not panic")
+        .map_err(|e| match e {
+            LockError::Engine(e) => e,
+            LockError::Held => unreachable!("a blocking lock waits instead"),
+        })
 }
 
+#[derive(Debug)]
+enum LockError {
+    /// Another holder has it (a non-blocking try).
+    Held,
+    Engine(EngineError),
+}
+
+/// Lock `path`, made readable and writable by everyone when it is new (a lock file made by
+/// `sudo chaos images build` must not lock a later run by another user out); an existing
+/// one is opened read-only, which is all `flock(2)` needs.
 fn lock_file(
     path: &Path,
     how: nix::fcntl::FlockArg,
-) -> Result<nix::fcntl::Flock<std::fs::File>, EngineError> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(EngineError::io(format!("create {}", dir.display())))?;
-    }
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(EngineError::io(format!("open {}", path.display())))?;
+) -> Result<nix::fcntl::Flock<std::fs::File>, LockError> {
+    use std::os::unix::fs::PermissionsExt;
+    let fail = |what: &str| {
+        let ctx = format!("{what} {}", path.display());
+        move |e: std::io::Error| LockError::Engine(EngineError::io(ctx.clone())(e))
+    };
+    let f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(fail("create the directory of"))?;
+            }
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(path)
+                .map_err(fail("create"))?;
+            // Another process may have made it first; only a file of our own is widened.
+            let _ = f.set_permissions(std::fs::Permissions::from_mode(0o666));
+            f
+        }
+        Err(e) => return Err(fail("open")(e)),
+    };
     nix::fcntl::Flock::lock(f, how).map_err(|(_, e)| {
-        EngineError::io(format!("lock {}", path.display()))(std::io::Error::from(e))
+        if e == nix::errno::Errno::EWOULDBLOCK {
+            LockError::Held
+        } else {
+            fail("lock")(std::io::Error::from(e))
+        }
     })
 }
 
@@ -566,25 +669,37 @@ async fn prune_code(keep: &Images, progress: &(dyn Fn(String) + Sync)) {
         return;
     };
     let ours = format!("{}-", repo("code"));
-    let current = format!("{ours}{}-", keep.code);
-    for old in String::from_utf8_lossy(&out.stdout).lines() {
-        // Another prefix's volumes (`chaos-ci-…-code-…` under `chaos-code-`'s) are not
-        // this prefix's: a tag is hex, so the part after the prefix must be one.
-        let Some(rest) = old.strip_prefix(&ours) else {
-            continue;
-        };
-        let is_code = rest
-            .split_once('-')
-            .is_some_and(|(tag, _)| tag.len() == 16 && tag.bytes().all(|b| b.is_ascii_hexdigit()));
-        if is_code
-            && !old.starts_with(&current)
-            && docker(&["volume", "rm", old])
-                .await
-                .is_ok_and(|o| o.status.success())
+    // (tag, volume), for the tags of other inputs under this prefix. A prefix ending in
+    // `-code` (`chaos-code` under `chaos`'s) is not this prefix's either: a tag is 16 hex
+    // digits, so what follows the prefix must start with one and a dash.
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let old: Vec<(&str, &str)> = text
+        .lines()
+        .filter_map(|name| {
+            let (tag, _) = name.strip_prefix(&ours)?.split_once('-')?;
+            let is_tag = tag.len() == 16 && tag.bytes().all(|b| b.is_ascii_hexdigit());
+            (is_tag && tag != keep.code).then_some((tag, name))
+        })
+        .collect();
+    // The volumes first, then the markers of the tags whose volumes all went: a tag with a
+    // volume still mounted (by a run of those inputs) keeps its marker, so it is not filled
+    // again under the run.
+    let mut kept = std::collections::BTreeSet::new();
+    for (tag, name) in old.iter().filter(|(_, n)| !n.ends_with("-ready")) {
+        if docker(&["volume", "rm", name])
+            .await
+            .is_ok_and(|o| o.status.success())
         {
             progress(format!(
-                "removed {old}, a code volume of earlier image inputs"
+                "removed {name}, a code volume of earlier image inputs"
             ));
+        } else {
+            kept.insert(*tag);
+        }
+    }
+    for (tag, name) in old.iter().filter(|(_, n)| n.ends_with("-ready")) {
+        if !kept.contains(tag) {
+            let _ = docker(&["volume", "rm", name]).await;
         }
     }
 }
