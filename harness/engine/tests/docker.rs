@@ -355,32 +355,47 @@ async fn incomplete_code_volumes_are_filled_again() {
             .get("chaos.code-base")
             .cloned()
     };
-    let erlang_filled = || async {
-        let (erlang, _) = fake.code_volumes()[0].clone();
-        let v = docker.inspect_volume(&erlang).await.unwrap();
-        std::path::Path::new(&v.mountpoint).join("bin").exists()
+    let (erlang, _) = fake.code_volumes()[0].clone();
+    // Through a container (the engine may be remote, its volumes root's), mounting without
+    // the engine's copy, which would fill an empty volume itself.
+    let erlang_filled = || {
+        let out = std::process::Command::new("docker")
+            .args(["run", "--rm", "--mount"])
+            .arg(format!(
+                "type=volume,src={erlang},dst=/v,readonly,volume-nocopy"
+            ))
+            .args([real.app.as_str(), "test", "-x", "/v/bin/erl"])
+            .output()
+            .expect("docker runs");
+        out.status.success()
+    };
+    let remove = |name: String| {
+        let docker = docker.clone();
+        async move {
+            let _ = docker
+                .remove_volume(
+                    &name,
+                    None::<testcontainers::bollard::query_parameters::RemoveVolumeOptions>,
+                )
+                .await;
+        }
     };
     // What a cut-off fill leaves: every volume there, empty, and no marker.
     for (volume, _) in fake.code_volumes() {
         create(volume, vec![("chaos.code", "test")]).await;
     }
-    assert!(!erlang_filled().await);
+    assert!(!erlang_filled());
     images::ensure_code_volumes(&fake, &note).await.unwrap();
-    assert!(
-        erlang_filled().await,
-        "volumes without a marker are filled again"
-    );
+    assert!(erlang_filled(), "volumes without a marker are filled again");
     let base_id = base_of_marker().await.expect("the marker names its base");
     assert!(base_id.starts_with("sha256:"), "{base_id}");
+    assert!(images::code_volumes_complete(&fake).await.unwrap());
 
-    // A marker naming another base (the base rebuilt under its tag): filled again.
-    docker
-        .remove_volume(
-            &marker,
-            None::<testcontainers::bollard::query_parameters::RemoveVolumeOptions>,
-        )
-        .await
-        .unwrap();
+    // An emptied volume under a marker naming another base (an app image on a rebuilt
+    // base): filled again.
+    remove(marker.clone()).await;
+    remove(erlang.clone()).await;
+    create(erlang.clone(), vec![("chaos.code", "test")]).await;
     create(
         marker.clone(),
         vec![
@@ -389,9 +404,11 @@ async fn incomplete_code_volumes_are_filled_again() {
         ],
     )
     .await;
+    assert!(!erlang_filled());
+    assert!(!images::code_volumes_complete(&fake).await.unwrap());
     images::ensure_code_volumes(&fake, &note).await.unwrap();
     assert_eq!(base_of_marker().await, Some(base_id));
-    assert!(erlang_filled().await);
+    assert!(erlang_filled(), "a marker of another base is no marker");
 
     for name in fake
         .code_volumes()
@@ -399,11 +416,6 @@ async fn incomplete_code_volumes_are_filled_again() {
         .map(|(v, _)| v)
         .chain([marker.clone()])
     {
-        let _ = docker
-            .remove_volume(
-                &name,
-                None::<testcontainers::bollard::query_parameters::RemoveVolumeOptions>,
-            )
-            .await;
+        remove(name).await;
     }
 }

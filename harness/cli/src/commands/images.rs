@@ -53,20 +53,27 @@ pub fn run(action: &ImagesAction) -> anyhow::Result<u8> {
                     eprintln!("build with `chaos images build`");
                     return Ok(exit::ENVIRONMENT);
                 }
-                // Copied out of the app image when missing, by the build or the next run.
-                let marker = wanted.code_marker();
-                let code = wanted
-                    .code_volumes()
-                    .into_iter()
-                    .chain([(marker, "the marker: the volumes were filled completely")]);
-                for (volume, dir) in code {
+                // Copied out of the app image when incomplete, by the build or the next run.
+                for (volume, dir) in wanted.code_volumes() {
                     match images::volume_exists(&volume).await {
-                        Ok(true) => println!("{volume}  present ({dir})"),
-                        Ok(false) => println!("{volume}  missing ({dir}; copied out of the app image by `chaos images build` or the next run)"),
+                        Ok(present) => println!(
+                            "{volume}  {} ({dir})",
+                            if present { "present" } else { "missing" }
+                        ),
                         Err(e) => {
                             eprintln!("chaos: {e}");
                             return Ok(exit::ENVIRONMENT);
                         }
+                    }
+                }
+                match images::code_volumes_complete(&wanted).await {
+                    Ok(true) => println!("code volumes complete ({})", wanted.code_marker()),
+                    Ok(false) => println!(
+                        "code volumes incomplete: `chaos images build` or the next run fills them from the app image"
+                    ),
+                    Err(e) => {
+                        eprintln!("chaos: {e}");
+                        return Ok(exit::ENVIRONMENT);
                     }
                 }
                 Ok(exit::VALID)

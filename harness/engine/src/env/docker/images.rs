@@ -50,6 +50,8 @@ const CODE_DIRS: [(&str, &str); 3] = [
 const LABEL_CODE: &str = "chaos.code";
 /// The label of the code volumes' marker: the id of the base image they were filled from.
 const LABEL_CODE_BASE: &str = "chaos.code-base";
+/// The app image's label naming the id of the base image it was built on.
+const LABEL_BASE: &str = "chaos.base";
 
 /// The image repository names: `chaos-base` and `chaos-app`, under another prefix when
 /// `CHAOS_IMAGE_PREFIX` says so (tests use it to name images that do not exist).
@@ -203,7 +205,7 @@ fn binaries() -> Result<Vec<PathBuf>, EngineError> {
 
 /// The images for this run: present already, or built now when `build` allows; otherwise an
 /// error naming the command that builds them. Nothing is ever pulled. Then the code volumes,
-/// made from the app image when missing whatever `build` says (a copy, not a build).
+/// filled from the app image when incomplete whatever `build` says (a copy, not a build).
 pub async fn ensure(
     build: Build,
     progress: &(dyn Fn(String) + Sync),
@@ -426,17 +428,17 @@ async fn build_base(tag: &str, progress: &(dyn Fn(String) + Sync)) -> Result<(),
 /// Make the code volumes unless they are complete: one container created (never started)
 /// from the app image with each volume mounted on its directory, which has the engine copy
 /// the image's files into the new, empty volume; the container removed; then the marker
-/// volume made, labelled with the base image's id. The volumes count as complete only when
-/// the marker is there and names the base image on the engine now: the engine makes a
-/// volume before it copies into it, so a volume that merely exists may be mid-copy (or cut
-/// off by a crash), and a base rebuilt under the same tag (after `docker system prune -a`)
-/// may differ from the one the volumes came from. Filling is under a lock of this machine's,
+/// volume made, labelled with the id of the base image the app image was built on. The
+/// volumes count as complete only when the marker is there and names that base: the engine
+/// makes a volume before it copies into it, so a volume that merely exists may be mid-copy
+/// (or cut off by a crash), and an app image rebuilt on a base rebuilt under the same tag
+/// (after `docker system prune -a`) may differ from the one the volumes came from. Filling is under a lock of this machine's,
 /// so two processes never fill the same volumes at once.
 pub async fn ensure_code_volumes(
     images: &Images,
     progress: &(dyn Fn(String) + Sync),
 ) -> Result<(), EngineError> {
-    let base_id = image_id(&images.base).await?;
+    let base_id = code_source(images).await?;
     if code_complete(images, &base_id).await? {
         return Ok(());
     }
@@ -449,9 +451,10 @@ pub async fn ensure_code_volumes(
     let marker = images.code_marker();
     // Whatever is there is incomplete: it goes, and is filled again from nothing.
     for name in volumes.iter().map(|(v, _)| v).chain([&marker]) {
-        let out = docker(&["volume", "rm", name]).await?;
+        // Forced: a missing volume is no error (one in use still is).
+        let out = docker(&["volume", "rm", "--force", name]).await?;
         let err = String::from_utf8_lossy(&out.stderr);
-        if !out.status.success() && !err.contains("no such volume") {
+        if !out.status.success() && !err.to_lowercase().contains("no such volume") {
             return Err(EngineError::Docker(format!(
                 "remove {name}, an incomplete code volume, to fill it again: {} (a container still mounts it: `chaos down --all` removes this machine's runs)",
                 err.trim()
@@ -537,9 +540,22 @@ async fn code_complete(images: &Images, base_id: &str) -> Result<bool, EngineErr
         .any(|l| l.split_once(' ') == Some((marker.as_str(), base_id))))
 }
 
-/// The id of an image on the engine.
-async fn image_id(tag: &str) -> Result<String, EngineError> {
-    let out = docker(&["image", "inspect", "--format", "{{.Id}}", tag]).await?;
+/// What the code volumes of `images` are filled from: the id of the base image the app
+/// image was built on (its `chaos.base` label; a base rebuilt under the same tag leaves an
+/// existing app image on the old one), or the base's own id for an app image built before
+/// the label was.
+async fn code_source(images: &Images) -> Result<String, EngineError> {
+    let format = format!("{{{{index .Config.Labels \"{LABEL_BASE}\"}}}}");
+    let labelled = inspect(&images.app, &format).await?;
+    if labelled.starts_with("sha256:") {
+        return Ok(labelled);
+    }
+    inspect(&images.base, "{{.Id}}").await
+}
+
+/// One `docker image inspect --format` answer.
+async fn inspect(tag: &str, format: &str) -> Result<String, EngineError> {
+    let out = docker(&["image", "inspect", "--format", format, tag]).await?;
     if !out.status.success() {
         return Err(EngineError::Docker(format!(
             "inspect {tag}: {}",
@@ -547,6 +563,11 @@ async fn image_id(tag: &str) -> Result<String, EngineError> {
         )));
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Whether the code volumes of `images` are complete (for `chaos images status`).
+pub async fn code_volumes_complete(images: &Images) -> Result<bool, EngineError> {
+    code_complete(images, &code_source(images).await?).await
 }
 
 /// An exclusive lock on a file of this machine's (under the images' work directory), held
@@ -599,15 +620,23 @@ fn lock_file(
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).map_err(fail("create the directory of"))?;
             }
-            let f = std::fs::OpenOptions::new()
+            match std::fs::OpenOptions::new()
                 .create(true)
                 .truncate(false)
                 .write(true)
                 .open(path)
-                .map_err(fail("create"))?;
-            // Another process may have made it first; only a file of our own is widened.
-            let _ = f.set_permissions(std::fs::Permissions::from_mode(0o666));
-            f
+            {
+                Ok(f) => {
+                    // Another process may have made it first; only ours is widened.
+                    let _ = f.set_permissions(std::fs::Permissions::from_mode(0o666));
+                    f
+                }
+                // Another user's, made in between: read-only is enough.
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    std::fs::File::open(path).map_err(fail("open"))?
+                }
+                Err(e) => return Err(fail("create")(e)),
+            }
         }
         Err(e) => return Err(fail("open")(e)),
     };
@@ -741,6 +770,10 @@ async fn build_app(
         .env("DOCKER_BUILDKIT", "0")
         .args(["build", "--quiet", "--label", "chaos.image=app", "-t", tag])
         .args(["--label", &format!("chaos.bindir={}", bin_dir_label())])
+        .args([
+            "--label",
+            &format!("{LABEL_BASE}={}", inspect(base, "{{.Id}}").await?),
+        ])
         .arg(&ctx.0)
         .stdin(Stdio::null())
         .output()

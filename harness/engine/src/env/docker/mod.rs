@@ -20,8 +20,8 @@ use chaos_model::{Node, Service, ServiceClock};
 use futures_util::StreamExt;
 use testcontainers::bollard::Docker;
 use testcontainers::bollard::models::{
-    EndpointSettings, NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest,
-    PortBinding, VolumeCreateRequest,
+    EndpointSettings, MountVolumeOptions, NetworkConnectRequest, NetworkCreateRequest,
+    NetworkDisconnectRequest, PortBinding, VolumeCreateRequest,
 };
 use testcontainers::bollard::query_parameters::{
     InspectContainerOptions, KillContainerOptionsBuilder, LogsOptionsBuilder,
@@ -528,6 +528,17 @@ impl DockerEnv {
             .with_host_config_modifier(move |hc| {
                 hc.publish_all_ports = Some(false);
                 hc.port_bindings = Some(bindings.clone());
+                // A run never fills a code volume: one that went missing (removed by a
+                // prune of other inputs) is made empty and the broker fails its start,
+                // instead of the engine copying into it while another process fills it.
+                for m in hc.mounts.iter_mut().flatten() {
+                    if m.read_only == Some(true) {
+                        m.volume_options = Some(MountVolumeOptions {
+                            no_copy: Some(true),
+                            ..Default::default()
+                        });
+                    }
+                }
             });
         if spec.volume {
             let volume = format!("{name}-data");
