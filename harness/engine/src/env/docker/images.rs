@@ -271,6 +271,16 @@ pub(crate) fn full_disk_hint(stderr: &[u8]) -> &'static str {
     }
 }
 
+/// A Docker CLI command that failed: what it did, its error output, and what to do when the
+/// disk is full.
+fn failed(what: String, out: &std::process::Output) -> EngineError {
+    EngineError::Docker(format!(
+        "{what}: {}{}",
+        String::from_utf8_lossy(&out.stderr).trim(),
+        full_disk_hint(&out.stderr)
+    ))
+}
+
 /// Where image builds keep their scratch files (root file systems, build contexts).
 fn work_dir() -> PathBuf {
     std::env::var_os("CHAOS_IMAGE_WORK")
@@ -408,11 +418,10 @@ async fn build_base(tag: &str, progress: &(dyn Fn(String) + Sync)) -> Result<(),
     let tar_status = tar.wait().await.map_err(EngineError::io("wait for tar"))?;
     if !out.status.success() || !tar_status.success() {
         let _ = docker(&["rmi", &staging]).await;
-        return Err(EngineError::Docker(format!(
-            "docker import {tag} (tar {tar_status}): {}{}",
-            String::from_utf8_lossy(&out.stderr).trim(),
-            full_disk_hint(&out.stderr)
-        )));
+        return Err(failed(
+            format!("docker import {tag} (tar {tar_status})"),
+            &out,
+        ));
     }
     let tagged = docker(&["tag", &staging, tag]).await?;
     let _ = docker(&["rmi", &staging]).await;
@@ -432,8 +441,8 @@ async fn build_base(tag: &str, progress: &(dyn Fn(String) + Sync)) -> Result<(),
 /// volumes count as complete only when the marker is there and names that base: the engine
 /// makes a volume before it copies into it, so a volume that merely exists may be mid-copy
 /// (or cut off by a crash), and an app image rebuilt on a base rebuilt under the same tag
-/// (after `docker system prune -a`) may differ from the one the volumes came from. Filling is under a lock of this machine's,
-/// so two processes never fill the same volumes at once.
+/// (after `docker system prune -a`) may differ from the one the volumes came from. Filling
+/// is under a lock of this machine's, so two processes never fill the same volumes at once.
 pub async fn ensure_code_volumes(
     images: &Images,
     progress: &(dyn Fn(String) + Sync),
@@ -495,12 +504,10 @@ pub async fn ensure_code_volumes(
         for (volume, _) in &volumes {
             let _ = docker(&["volume", "rm", volume]).await;
         }
-        return Err(EngineError::Docker(format!(
-            "copy the broker's code out of {} onto volumes: {}{}",
-            images.app,
-            String::from_utf8_lossy(&out.stderr).trim(),
-            full_disk_hint(&out.stderr)
-        )));
+        return Err(failed(
+            format!("copy the broker's code out of {} onto volumes", images.app),
+            &out,
+        ));
     }
     let out = docker(&[
         "volume",
@@ -513,11 +520,10 @@ pub async fn ensure_code_volumes(
     ])
     .await?;
     if !out.status.success() {
-        return Err(EngineError::Docker(format!(
-            "create {marker}, the code volumes' marker: {}{}",
-            String::from_utf8_lossy(&out.stderr).trim(),
-            full_disk_hint(&out.stderr)
-        )));
+        return Err(failed(
+            format!("create {marker}, the code volumes' marker"),
+            &out,
+        ));
     }
     Ok(())
 }
@@ -780,11 +786,7 @@ async fn build_app(
         .await
         .map_err(EngineError::io("run docker build"))?;
     if !out.status.success() {
-        return Err(EngineError::Docker(format!(
-            "docker build {tag}: {}{}",
-            String::from_utf8_lossy(&out.stderr).trim(),
-            full_disk_hint(&out.stderr)
-        )));
+        return Err(failed(format!("docker build {tag}"), &out));
     }
     Ok(())
 }

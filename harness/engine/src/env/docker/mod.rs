@@ -5,9 +5,9 @@
 //! stubs, the replicas and each server (for evidence) through ports mapped on 127.0.0.1
 //! only, each fixed for the run so a restart or a reconnect comes back where it was.
 //! Readiness is the local environment's probes over those ports. The broker boots from the
-//! code volumes (`images`), read-only. Faults act through the
-//! engine: SIGKILL, a graceful stop, the cgroup freezer, a start with the volume kept, and
-//! a partition (the container disconnected from the network while the proxy stays up).
+//! code volumes (`images`), read-only. Faults act through the engine: SIGKILL, a graceful
+//! stop, the cgroup freezer, a start with the volume kept, and a partition (the container
+//! disconnected from the network while the proxy stays up).
 
 pub mod images;
 pub mod reap;
@@ -518,6 +518,7 @@ impl DockerEnv {
             })
             .collect();
         let labels = reap::labels(&self.run.id);
+        let code_dirs: Vec<&'static str> = spec.code.iter().map(|(_, dir)| *dir).collect();
         let mut req = img
             .with_cmd(spec.cmd.clone())
             .with_container_name(&name)
@@ -532,7 +533,7 @@ impl DockerEnv {
                 // prune of other inputs) is made empty and the broker fails its start,
                 // instead of the engine copying into it while another process fills it.
                 for m in hc.mounts.iter_mut().flatten() {
-                    if m.read_only == Some(true) {
+                    if m.target.as_deref().is_some_and(|t| code_dirs.contains(&t)) {
                         m.volume_options = Some(MountVolumeOptions {
                             no_copy: Some(true),
                             ..Default::default()
