@@ -62,8 +62,14 @@ type Waiter = oneshot::Sender<Result<TcpStream, String>>;
 struct Pool {
     /// Idle connections, oldest first (each pushed when put back).
     idle: Vec<(TcpStream, Instant)>,
-    /// Requests waiting for a connection, oldest first, by id.
+    /// Requests waiting for a connection, oldest first, by id: the id of the connect that
+    /// answers each (its own, or one it adopted).
     waiting: VecDeque<(u64, Waiter)>,
+    /// Connects still under way whose request no longer waits (another connection served
+    /// it, or it gave up): a request finding no idle connection adopts one of these before
+    /// it starts a connect of its own, so a burst right after another opens no connection
+    /// the one before it had already started.
+    orphans: Vec<u64>,
     next_id: u64,
 }
 
@@ -71,7 +77,9 @@ impl Pool {
     /// Give `c` to the oldest request still waiting, or keep it idle.
     fn hand_over(&mut self, c: TcpStream) {
         let mut c = Ok(c);
-        while let Some((_, w)) = self.waiting.pop_front() {
+        while let Some((id, w)) = self.waiting.pop_front() {
+            // Its connect, still under way, answers nobody now.
+            self.orphans.push(id);
             match w.send(c) {
                 Ok(()) => return,
                 Err(back) => c = back, // that request gave up
@@ -93,6 +101,7 @@ impl Pool {
                 }
             }
             None => {
+                self.orphans.retain(|o| *o != id);
                 if let Ok(c) = r {
                     self.hand_over(c);
                 }
@@ -164,11 +173,12 @@ impl Http1 {
     }
 
     /// A connection to send on: an idle one that is still open, else whichever comes first
-    /// of the one this request opens and one another request puts back (so a burst is not
-    /// held up by its own handshakes; the connections it opened and did not use stay idle
-    /// for the next requests, up to the idle limit). The connect started for a request answers that
-    /// request while it waits: with the connection, or with why it failed; so every waiting
-    /// request is answered by its own connect's end at the latest. A connection whose
+    /// of the one this request's connect opens and one another request puts back (so a
+    /// burst is not held up by its own handshakes; the connections it opened and did not use
+    /// stay idle for the next requests, up to the idle limit). A request's connect is its
+    /// own, or one under way that nobody waits for any more (adopted). That connect answers
+    /// the request while it waits: with the connection, or with why it failed; so every
+    /// waiting request is answered by its connect's end at the latest. A connection whose
     /// request was already served goes to the oldest waiting one, or to the pool.
     async fn checkout(&self, deadline: Duration) -> Result<TcpStream, String> {
         let (stale, ready) = {
@@ -178,33 +188,40 @@ impl Http1 {
                 Some(c) => Ok(c),
                 None => {
                     let (tx, rx) = oneshot::channel();
-                    let id = pool.next_id;
-                    pool.next_id += 1;
+                    // A connect under way that nobody waits for answers this request as its
+                    // own would (with its connection, or why it failed); else a new one.
+                    let adopted = pool.orphans.pop();
+                    let id = adopted.unwrap_or_else(|| {
+                        pool.next_id += 1;
+                        pool.next_id - 1
+                    });
                     pool.waiting.push_back((id, tx));
-                    Err((id, rx))
+                    Err((id, rx, adopted.is_some()))
                 }
             };
             (stale, ready)
         };
         // Closed outside the lock: a burst may leave thousands behind.
         drop(stale);
-        let (id, rx) = match ready {
+        let (id, rx, adopted) = match ready {
             Ok(c) => return Ok(c),
             Err(waiting) => waiting,
         };
-        let within = self.connect_timeout.min(deadline);
-        let (authority, pool) = (Arc::clone(&self.authority), Arc::clone(&self.pool));
-        tokio::spawn(async move {
-            let r = match tokio::time::timeout(within, TcpStream::connect(&*authority)).await {
-                Ok(Ok(c)) => {
-                    let _ = c.set_nodelay(true);
-                    Ok(c)
-                }
-                Ok(Err(e)) => Err(format!("connect: {e}")),
-                Err(_) => Err(format!("connect timed out after {within:?}")),
-            };
-            lock(&pool).answer(id, r);
-        });
+        if !adopted {
+            let within = self.connect_timeout.min(deadline);
+            let (authority, pool) = (Arc::clone(&self.authority), Arc::clone(&self.pool));
+            tokio::spawn(async move {
+                let r = match tokio::time::timeout(within, TcpStream::connect(&*authority)).await {
+                    Ok(Ok(c)) => {
+                        let _ = c.set_nodelay(true);
+                        Ok(c)
+                    }
+                    Ok(Err(e)) => Err(format!("connect: {e}")),
+                    Err(_) => Err(format!("connect timed out after {within:?}")),
+                };
+                lock(&pool).answer(id, r);
+            });
+        }
         rx.await
             .unwrap_or_else(|_| Err("the connection pool dropped a waiting request".into()))
     }
